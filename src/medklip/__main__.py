@@ -1,0 +1,3 @@
+from medklip.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,18 @@
+"""Knowledge base: entity descriptions and the position vocabulary."""
+from medklip.knowledge.base import (
+    DEFAULT_POSITION_PROMPT,
+    Entity,
+    KnowledgeBase,
+    normalize_name,
+    parse_describe_args,
+    read_descriptions,
+)
+
+__all__ = [
+    "DEFAULT_POSITION_PROMPT",
+    "Entity",
+    "KnowledgeBase",
+    "normalize_name",
+    "parse_describe_args",
+    "read_descriptions",
+]

@@ -1,0 +1,283 @@
+"""The knowledge base: entity name -> visual description, and the position vocabulary.
+
+The default base ships inside the package (``knowledge/data/knowledge_base.json``): the 75
+pre-training entities in the official query order, ``covid-19`` as an inference-only
+entity, and the 51 positions in the official order. Users extend or override it with
+their own descriptions (a new disease is just one more description).
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from medklip.errors import KnowledgeBaseFileError, UnknownEntityError
+
+logger = logging.getLogger(__name__)
+
+KB_FORMAT = "medklip-knowledge-base/1"
+DEFAULT_POSITION_PROMPT = "It is located at {position}"
+
+
+def normalize_name(name: str) -> str:
+    """Canonical form used to look names up: lower case, spaces/hyphens -> underscores.
+
+    ``covid-19`` keeps its hyphen when written that way; lookups try both spellings.
+    """
+    return "_".join(name.strip().lower().replace("-", " ").split())
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One query of the model: a name and the description that the text encoder embeds."""
+
+    name: str
+    description: str
+    pretraining: bool = False
+    """True for the entities the model was pre-trained on (the 75 of the paper)."""
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    """Entities (ordered: pre-training ones first, in query order) and positions."""
+
+    entities: tuple[Entity, ...]
+    positions: tuple[str, ...]
+    position_prompt: str = DEFAULT_POSITION_PROMPT
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for i, entity in enumerate(self.entities):
+            if not entity.name.strip():
+                raise KnowledgeBaseFileError(f"entity #{i} has an empty name")
+            if not entity.description.strip():
+                raise KnowledgeBaseFileError(
+                    f"entity {entity.name!r} has an empty description; every entity needs one"
+                )
+            key = normalize_name(entity.name)
+            if key in seen:
+                raise KnowledgeBaseFileError(f"entity {entity.name!r} is listed twice")
+            seen[key] = i
+        if len(set(self.positions)) != len(self.positions):
+            raise KnowledgeBaseFileError("the position list has duplicates")
+        if "{position}" not in self.position_prompt:
+            raise KnowledgeBaseFileError(
+                f"position_prompt must contain '{{position}}', got {self.position_prompt!r}"
+            )
+        object.__setattr__(self, "_index", seen)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def default(cls) -> "KnowledgeBase":
+        """The knowledge base shipped with medklip (paper Table 8 + the 51 positions)."""
+        text = resources.files("medklip.knowledge").joinpath("data/knowledge_base.json").read_text(
+            encoding="utf-8"
+        )
+        return cls.from_dict(json.loads(text), source="the packaged knowledge base")
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str = "knowledge base") -> "KnowledgeBase":
+        """Build from the packaged JSON layout (``entities``, ``positions``, ...)."""
+        try:
+            entities = [
+                Entity(str(e["name"]), str(e["description"]), pretraining=True)
+                for e in data["entities"]
+            ]
+            entities += [
+                Entity(str(e["name"]), str(e["description"]), pretraining=False)
+                for e in data.get("inference_only_entities", [])
+            ]
+            positions = tuple(str(p) for p in data["positions"])
+        except (KeyError, TypeError) as exc:
+            raise KnowledgeBaseFileError(
+                f"{source}: expected keys 'entities' (list of {{name, description}}) and "
+                f"'positions' (list of names); problem at {exc!r}"
+            ) from exc
+        prompt = str(data.get("position_prompt", DEFAULT_POSITION_PROMPT))
+        return cls(tuple(entities), positions, prompt)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, extend: bool = True) -> "KnowledgeBase":
+        """The default base, extended (or replaced) by the descriptions in ``path``.
+
+        A file in the full packaged layout replaces the base; any other description file
+        (see :func:`read_descriptions`) extends it, overriding same-named entities.
+        """
+        base = cls.default()
+        if path is None:
+            return base
+        path = Path(path)
+        raw = _read_structured(path) if path.suffix.lower() in {".json", ".yaml", ".yml"} else None
+        if isinstance(raw, Mapping) and "entities" in raw and "positions" in raw:
+            return cls.from_dict(raw, source=str(path))
+        return base.extend(read_descriptions(path)) if extend else base
+
+    # ----------------------------------------------------------------- editing
+    def extend(self, descriptions: Mapping[str, str]) -> "KnowledgeBase":
+        """A new base with these descriptions added; a known name gets its description replaced."""
+        entities = list(self.entities)
+        for name, description in descriptions.items():
+            if not str(description).strip():
+                raise KnowledgeBaseFileError(
+                    f"the description of {name!r} is empty; describe what the finding looks like"
+                )
+            key = normalize_name(name)
+            if key in self._index:
+                i = self._index[key]
+                old = entities[i]
+                entities[i] = Entity(old.name, str(description).strip(), old.pretraining)
+                logger.info("description of %r overridden", old.name)
+            else:
+                entities.append(Entity(name.strip(), str(description).strip(), False))
+        return KnowledgeBase(tuple(entities), self.positions, self.position_prompt)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def pretraining_entities(self) -> tuple[Entity, ...]:
+        """The entities of the pre-training query set, in query order (75 for the paper)."""
+        return tuple(e for e in self.entities if e.pretraining)
+
+    @property
+    def entity_names(self) -> list[str]:
+        return [e.name for e in self.entities]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._lookup(name) is not None
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def _lookup(self, name: str) -> int | None:
+        key = normalize_name(name)
+        return self._index.get(key)
+
+    def entity(self, name: str) -> Entity:
+        """The entity called ``name`` (case and spacing do not matter).
+
+        Raises:
+            UnknownEntityError: naming the closest known entities.
+        """
+        i = self._lookup(name)
+        if i is None:
+            close = difflib.get_close_matches(
+                normalize_name(name), list(self._index), n=5, cutoff=0.5
+            )
+            hint = f" Closest known names: {', '.join(close)}." if close else ""
+            raise UnknownEntityError(
+                f"unknown entity {name!r}.{hint} To use a new finding, give its description "
+                f"(e.g. --describe \"{name}=<what it looks like on a chest X-ray>\")."
+            )
+        return self.entities[i]
+
+    def select(self, names: Iterable[str]) -> list[Entity]:
+        """The entities for ``names``, in the given order."""
+        return [self.entity(n) for n in names]
+
+    def description(self, name: str) -> str:
+        return self.entity(name).description
+
+    def position_index(self, name: str) -> int:
+        try:
+            return self.positions.index(name)
+        except ValueError:
+            close = difflib.get_close_matches(name, self.positions, n=5, cutoff=0.5)
+            hint = f" Closest known positions: {', '.join(close)}." if close else ""
+            raise UnknownEntityError(f"unknown position {name!r}.{hint}") from None
+
+    def position_texts(self) -> list[str]:
+        """The position prompts, e.g. ``"It is located at left_hilar"``."""
+        return [self.position_prompt.format(position=p) for p in self.positions]
+
+    def to_dict(self) -> dict:
+        return {
+            "format": KB_FORMAT,
+            "position_prompt": self.position_prompt,
+            "entities": [
+                {"name": e.name, "description": e.description} for e in self.pretraining_entities
+            ],
+            "inference_only_entities": [
+                {"name": e.name, "description": e.description}
+                for e in self.entities
+                if not e.pretraining
+            ],
+            "positions": list(self.positions),
+        }
+
+
+def _read_structured(path: Path) -> object:
+    if not path.is_file():
+        raise KnowledgeBaseFileError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError is not a ValueError
+        raise KnowledgeBaseFileError(f"{path}: cannot parse ({exc})") from exc
+
+
+def read_descriptions(path: str | Path) -> dict[str, str]:
+    """Read user descriptions: JSON/YAML ``{name: description}`` or a list of
+    ``{name, description}``, CSV/TSV with ``name`` and ``description`` columns, or a text
+    file with one ``name=description`` per line (``#`` starts a comment)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in {".json", ".yaml", ".yml"}:
+        return _descriptions_from_obj(_read_structured(path), str(path))
+    if not path.is_file():
+        raise KnowledgeBaseFileError(f"{path}: no such file")
+    if suffix in {".csv", ".tsv"}:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            if not reader.fieldnames or not {"name", "description"} <= set(reader.fieldnames):
+                raise KnowledgeBaseFileError(
+                    f"{path}: needs a header with 'name' and 'description' columns"
+                )
+            return _descriptions_from_obj(list(reader), str(path), first_row=2)
+    return parse_describe_args(
+        [line for line in path.read_text(encoding="utf-8").splitlines()
+         if line.strip() and not line.lstrip().startswith("#")],
+        source=str(path),
+    )
+
+
+def _descriptions_from_obj(obj: object, source: str, first_row: int = 1) -> dict[str, str]:
+    if isinstance(obj, Mapping):
+        return {str(k): str(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        out: dict[str, str] = {}
+        for i, row in enumerate(obj, start=first_row):
+            if not isinstance(row, Mapping) or "name" not in row or "description" not in row:
+                raise KnowledgeBaseFileError(
+                    f"{source}: row {i} must have 'name' and 'description', got {row!r}"
+                )
+            out[str(row["name"])] = str(row["description"])
+        return out
+    raise KnowledgeBaseFileError(
+        f"{source}: expected a mapping name -> description or a list of {{name, description}}"
+    )
+
+
+def parse_describe_args(items: Sequence[str], source: str = "--describe") -> dict[str, str]:
+    """Parse ``NAME=DESCRIPTION`` strings (the CLI's ``--describe``)."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(items, start=1):
+        name, sep, description = item.partition("=")
+        if not sep or not name.strip():
+            raise KnowledgeBaseFileError(
+                f"{source} item {i}: expected NAME=DESCRIPTION, got {item!r}"
+            )
+        if not description.strip():
+            raise KnowledgeBaseFileError(
+                f"{source} item {i}: the description of {name.strip()!r} is empty"
+            )
+        out[name.strip()] = description.strip()
+    return out

@@ -1,0 +1,60 @@
+"""Model configuration (a dataclass, saved as ``config.json`` next to every model)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024}
+"""Channels after ``layer3`` of each supported torchvision ResNet."""
+
+
+@dataclass
+class MedKLIPConfig:
+    """Architecture of a MedKLIP model; the defaults are the paper's / release's."""
+
+    backbone: str = "resnet50"
+    image_size: int = 224
+    d_model: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    text_dim: int = 768
+    num_exist_classes: int = 2
+    backbone_weights: str | None = None
+    """Optional path to torchvision ResNet weights (``.pth``) to start the backbone from."""
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_CHANNELS:
+            raise ValueError(
+                f"backbone must be one of {sorted(BACKBONE_CHANNELS)}, got {self.backbone!r}"
+            )
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32, got {self.image_size}")
+
+    @property
+    def backbone_channels(self) -> int:
+        return BACKBONE_CHANNELS[self.backbone]
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """Patch grid for a square ``image_size`` input (stride 16 after ``layer3``)."""
+        n = self.image_size
+        n = (n + 2 * 3 - 7) // 2 + 1  # conv1, stride 2
+        n = (n + 2 * 1 - 3) // 2 + 1  # max-pool, stride 2
+        for _ in range(2):  # layer2, layer3: 3x3 (or 1x1) conv with stride 2, padding 1
+            n = (n + 2 * 1 - 3) // 2 + 1
+        return n, n
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MedKLIPConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**dict(data))

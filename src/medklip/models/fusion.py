@@ -1,0 +1,62 @@
+"""Fusion module: pre-norm DETR-style transformer decoder layers (entity queries attend to patches).
+
+No positional encodings, as the release. Each layer can return its cross-attention averaged
+over heads (for grounding) or skip it and use PyTorch's fused attention kernel (training).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class FusionLayer(nn.Module):
+    """LayerNorm -> self-attention -> LayerNorm -> cross-attention -> LayerNorm -> FFN, residuals."""
+
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(
+        self, queries: torch.Tensor, patches: torch.Tensor, need_weights: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """queries ``[B,Q,D]``, patches ``[B,P,D]`` -> (queries, cross-attention ``[B,Q,P]`` or None)."""
+        x = self.norm1(queries)
+        x, _ = self.self_attn(x, x, x, need_weights=False)
+        queries = queries + self.dropout1(x)
+        x = self.norm2(queries)
+        x, attn = self.cross_attn(x, patches, patches, need_weights=need_weights, average_attn_weights=True)
+        queries = queries + self.dropout2(x)
+        x = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(queries)))))
+        return queries + self.dropout3(x), attn
+
+
+class FusionDecoder(nn.Module):
+    """A stack of :class:`FusionLayer` and a final LayerNorm."""
+
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            FusionLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(
+        self, queries: torch.Tensor, patches: torch.Tensor, need_weights: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        attentions: list[torch.Tensor] = []
+        for layer in self.layers:
+            queries, attn = layer(queries, patches, need_weights=need_weights)
+            if attn is not None:
+                attentions.append(attn)
+        return self.norm(queries), attentions

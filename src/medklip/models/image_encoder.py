@@ -1,0 +1,54 @@
+"""Image encoder: a torchvision ResNet cut after ``layer3`` and a per-patch MLP."""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision import models
+
+from medklip.errors import CheckpointError
+from medklip.models.config import MedKLIPConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ResNetTrunk(nn.Module):
+    """``conv1 .. layer3`` of a torchvision ResNet (stride 16)."""
+
+    def __init__(self, name: str, weights_path: str | None = None) -> None:
+        super().__init__()
+        resnet = getattr(models, name)(weights=None)
+        if weights_path:
+            try:
+                state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError) as exc:
+                raise CheckpointError(f"{weights_path}: cannot read ResNet weights ({exc})") from exc
+            resnet.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            logger.info("backbone %s initialised from %s", name, weights_path)
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+
+class ImageEncoder(nn.Module):
+    """Images ``[B,3,H,W]`` -> patch features ``[B, h*w, d_model]`` and the grid ``(h, w)``."""
+
+    def __init__(self, config: MedKLIPConfig) -> None:
+        super().__init__()
+        channels = config.backbone_channels
+        self.backbone = ResNetTrunk(config.backbone, config.backbone_weights)
+        self.patch_fc1 = nn.Linear(channels, channels)
+        self.patch_fc2 = nn.Linear(channels, config.d_model)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B,3,H,W], got {tuple(images.shape)}")
+        fmap = self.backbone(images)  # [B, C, h, w]
+        h, w = fmap.shape[-2:]
+        patches = fmap.flatten(2).transpose(1, 2)  # [B, h*w, C]
+        return self.patch_fc2(F.relu(self.patch_fc1(patches))), (int(h), int(w))

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from medklip.errors import KnowledgeBaseFileError, UnknownEntityError
+from medklip.knowledge import KnowledgeBase, read_descriptions
+from tests.conftest import shared_dir
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.default()
+
+
+def test_sizes(kb: KnowledgeBase) -> None:
+    assert len(kb.pretraining_entities) == 75
+    assert len(kb.entities) == 76
+    assert [e.name for e in kb.entities if not e.pretraining] == ["covid-19"]
+    assert len(kb.positions) == 51
+
+
+def test_entity_order_and_descriptions_match_the_release(kb: KnowledgeBase, reference_dir) -> None:
+    official = json.loads((reference_dir / "observation_descriptions.json").read_text())
+    names = ["pneumonia" if k == "eumonia" else k for k in official]
+    assert [e.name for e in kb.pretraining_entities] == names
+    assert [e.description for e in kb.pretraining_entities] == list(official.values())
+    assert kb.pretraining_entities[20].name == "pneumonia"
+
+
+def test_positions_follow_the_paper_in_order(kb: KnowledgeBase) -> None:
+    paper = (shared_dir() / "papers" / "medklip_paper.txt").read_text()
+    listed = re.search(r"position set P , as \$\\\{(.*?)\\\}\$", paper).group(1)
+    names = [n.strip().replace("\\_", "_") for n in listed.split(",")]
+    # the paper typesets the release's two positions "spine", "clavicle" as one item
+    i = names.index("spine_clavicle")
+    names[i : i + 1] = ["spine", "clavicle"]
+    assert list(kb.positions) == names
+
+
+def test_position_prompts(kb: KnowledgeBase) -> None:
+    texts = kb.position_texts()
+    assert texts[0] == "It is located at trachea"
+    assert texts[kb.position_index("left_hilar")] == "It is located at left_hilar"
+
+
+def test_lookup_is_case_and_spacing_insensitive(kb: KnowledgeBase) -> None:
+    assert kb.entity("Pneumonia").name == "pneumonia"
+    assert kb.entity("COVID 19").name == "covid-19"
+    assert kb.entity("tail abnorm obs").name == "tail_abnorm_obs"
+
+
+def test_unknown_entity_lists_closest_names(kb: KnowledgeBase) -> None:
+    with pytest.raises(UnknownEntityError) as err:
+        kb.entity("pneumothorx")
+    assert "pneumothorax" in str(err.value)
+    with pytest.raises(UnknownEntityError):
+        kb.position_index("left_hilum")
+
+
+def test_extend_adds_and_overrides(kb: KnowledgeBase) -> None:
+    new = kb.extend({"sarcoidosis": "Bilateral hilar lymphadenopathy.", "Effusion": "Fluid."})
+    assert new.entity("sarcoidosis").pretraining is False
+    assert new.description("effusion") == "Fluid."
+    assert new.entity("effusion").pretraining is True
+    assert len(new) == len(kb) + 1
+    assert kb.description("effusion") != "Fluid."  # the original is unchanged
+    with pytest.raises(KnowledgeBaseFileError, match="empty"):
+        kb.extend({"x": "  "})
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("d.json", json.dumps({"sarcoidosis": "Hilar nodes."})),
+        ("d.json", json.dumps([{"name": "sarcoidosis", "description": "Hilar nodes."}])),
+        ("d.yaml", "sarcoidosis: Hilar nodes.\n"),
+        ("d.csv", "name,description\nsarcoidosis,Hilar nodes.\n"),
+        ("d.txt", "# my diseases\nsarcoidosis=Hilar nodes.\n"),
+    ],
+)
+def test_user_description_files(tmp_path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    assert read_descriptions(path) == {"sarcoidosis": "Hilar nodes."}
+    assert KnowledgeBase.load(path).description("sarcoidosis") == "Hilar nodes."
+
+
+def test_whole_knowledge_base_file_replaces(tmp_path) -> None:
+    path = tmp_path / "kb.json"
+    path.write_text(json.dumps({"entities": [{"name": "a", "description": "A."}], "positions": ["p"]}))
+    kb = KnowledgeBase.load(path)
+    assert kb.entity_names == ["a"] and kb.positions == ("p",)
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("bad.json", "{not json", "cannot parse"),
+        ("bad.csv", "disease,text\na,b\n", "'name' and 'description'"),
+        ("bad.txt", "no equals sign here\n", "NAME=DESCRIPTION"),
+        ("bad2.json", json.dumps([{"name": "a"}]), "row 1"),
+    ],
+)
+def test_bad_description_files_say_what_is_wrong(tmp_path, name: str, content: str, match: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(KnowledgeBaseFileError, match=match):
+        read_descriptions(path)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(KnowledgeBaseFileError, match="no such file"):
+        KnowledgeBase.load(tmp_path / "nope.json")
+
+
+def test_round_trip_dict(kb: KnowledgeBase) -> None:
+    again = KnowledgeBase.from_dict(kb.to_dict())
+    assert again == kb

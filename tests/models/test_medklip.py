@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medklip import MedKLIP, MedKLIPConfig
+from medklip.labels import UNCERTAIN, UNMENTIONED
+
+SMALL = dict(backbone="resnet18", image_size=64, d_model=32, num_layers=2, num_heads=4,
+             dim_feedforward=64, text_dim=24)
+
+
+def small_model(q: int = 5, p: int = 9, **overrides) -> MedKLIP:
+    torch.manual_seed(0)
+    cfg = MedKLIPConfig(**{**SMALL, **overrides})
+    return MedKLIP(cfg, torch.randn(q, cfg.text_dim), torch.randn(p, cfg.text_dim))
+
+
+@pytest.mark.parametrize("backbone,size", [("resnet18", 64), ("resnet18", 96), ("resnet18", 100), ("resnet50", 128)])
+def test_patch_grid_is_derived_from_image_size(backbone: str, size: int) -> None:
+    model = small_model(backbone=backbone, image_size=size).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    h, w = model.config.patch_grid
+    assert out.patch_grid == (h, w)
+    assert out.heatmaps.shape == (2, 5, h, w)
+    assert all(a.shape == (2, 5, h * w) for a in out.attentions)
+    assert len(out.attentions) == model.config.num_layers
+
+
+def test_output_shapes_and_probabilities() -> None:
+    model = small_model().eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 64, 64))
+    assert out.logits.shape == (3, 5, 2)
+    assert out.position_features.shape == (3, 5, 24)
+    assert out.position_logits.shape == (3, 5, 9)
+    torch.testing.assert_close(out.probs, out.logits.softmax(-1)[..., 1])
+    torch.testing.assert_close(out.heatmaps.sum((-1, -2)), torch.ones(3, 5))  # attention rows sum to 1
+
+
+def test_new_query_needs_no_retraining() -> None:
+    model = small_model().eval()
+    images = torch.randn(2, 3, 64, 64)
+    new = torch.randn(1, 24)
+    model.add_queries(["covid-19"], new, ["It is a contagious disease..."])
+    assert model.entity_names[-1] == "covid-19" and model.query_index("COVID-19") == 5
+    with torch.no_grad():
+        out = model(images)
+        alone = model(images, queries=new)
+    assert out.logits.shape == (2, 6, 2)
+    assert alone.logits.shape == (2, 1, 2)
+
+
+def test_release_initialisation() -> None:
+    model = small_model()
+    weights = torch.cat([model.fusion.layers[0].linear1.weight.flatten(), model.position_head.weight.flatten(),
+                         model.fusion.layers[1].cross_attn.in_proj_weight.flatten()])
+    assert abs(weights.std().item() - 0.02) < 0.002
+    assert torch.count_nonzero(model.existence_head.bias) == 0
+    assert torch.count_nonzero(model.fusion.layers[0].self_attn.in_proj_bias) == 0
+    assert torch.count_nonzero(model.fusion.layers[0].self_attn.out_proj.bias) == 0
+
+
+def test_loss_ignores_uncertain_and_unmentioned() -> None:
+    model = small_model().eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    labels = torch.tensor([[1, 0, UNCERTAIN, UNMENTIONED, 1], [0, UNMENTIONED, 1, UNCERTAIN, 0]])
+    index = torch.randint(0, 9, (2, 5, 8))
+    loss = model.loss(out, labels, index)
+    known = torch.tensor([[1, 1, 0, 0, 1], [1, 0, 1, 0, 1]], dtype=torch.bool)
+    ce = torch.nn.functional.cross_entropy(out.logits[known], labels[known])
+    torch.testing.assert_close(loss.existence, ce)
+    present = labels == 1
+    scores = (model.position_embeddings[index[present]] * out.position_features[present][:, None]).sum(-1)
+    cl = torch.nn.functional.cross_entropy(scores, torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(loss.position, cl)
+    torch.testing.assert_close(loss.total, ce + cl)
+    assert (loss.num_existence, loss.num_position) == (6, 3)
+    # changing an ignored label changes nothing
+    labels2 = labels.clone()
+    labels2[0, 2] = UNMENTIONED
+    torch.testing.assert_close(model.loss(out, labels2, index).total, loss.total)
+
+
+def test_loss_without_present_entities_is_zero_not_nan() -> None:
+    model = small_model()
+    out = model(torch.randn(2, 3, 64, 64), need_attentions=False)
+    labels = torch.full((2, 5), UNMENTIONED)
+    loss = model.loss(out, labels, torch.zeros(2, 5, 8, dtype=torch.long))
+    assert loss.total.item() == 0.0 and loss.num_existence == 0
+    loss.total.backward()  # still differentiable (needed under DDP)
+
+
+def test_gradients_reach_the_backbone_and_not_the_text_embeddings() -> None:
+    model = small_model().train()
+    out = model(torch.randn(2, 3, 64, 64), need_attentions=False)
+    loss = model.loss(out, torch.tensor([[1, 0, 1, 0, 1]] * 2), torch.randint(0, 9, (2, 5, 8)))
+    loss.total.backward()
+    assert model.image_encoder.backbone.conv1.weight.grad.abs().sum() > 0
+    assert model.query_projection.weight.grad.abs().sum() > 0
+    assert not model.entity_embeddings.requires_grad
+    assert "entity_embeddings" not in model.state_dict()
+
+
+def test_wrong_inputs_are_explained() -> None:
+    model = small_model()
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
+        model(torch.randn(2, 1, 64, 64))
+    with pytest.raises(ValueError, match="text_dim"):
+        model.set_queries(torch.randn(3, 7))
+    out = model(torch.randn(1, 3, 64, 64), need_attentions=False)
+    with pytest.raises(ValueError, match="exist_labels"):
+        model.loss(out, torch.zeros(1, 4))
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="backbone"):
+        MedKLIPConfig(backbone="vgg16")
+    with pytest.raises(ValueError, match="divisible"):
+        MedKLIPConfig(d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        MedKLIPConfig.from_dict({"layers": 3})
+
+
+def test_from_knowledge_base_with_the_offline_encoder(minilm) -> None:
+    from medklip.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase.default()
+    model = MedKLIP.from_knowledge_base(MedKLIPConfig(**{**SMALL, "text_dim": 768}), kb, minilm)
+    assert model.config.text_dim == 384
+    assert len(model.entity_names) == 75 and len(model.position_names) == 51
+    assert model.entity_texts[20] == kb.description("pneumonia")
+    assert model.position_texts[1] == "It is located at left_hilar"
+    assert model.text_encoder_info["dim"] == 384
+    torch.testing.assert_close(model.entity_embeddings[8], minilm.encode([kb.description("effusion")])[0])
