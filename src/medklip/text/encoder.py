@@ -19,11 +19,10 @@ import torch
 
 from medklip.errors import TextEncoderNotFoundError
 from medklip.text.cache import CacheStats, EmbeddingCache, default_cache_dir
+from medklip.text.constants import DEFAULT_TEXT_ENCODER, PAPER_TEXT_ENCODER
 
 logger = logging.getLogger(__name__)
 
-PAPER_TEXT_ENCODER = "emilyalsentzer/Bio_ClinicalBERT"
-DEFAULT_TEXT_ENCODER = "packaged:all-MiniLM-L6-v2"
 POOLINGS = ("cls", "mean")
 
 

@@ -1,0 +1,225 @@
+"""Batch extraction: read reports (JSONL, CSV, a MIMIC-CXR folder of .txt, stdin), run the
+filter (optionally in worker processes), write ``OUT.jsonl`` and ``OUT.errors.jsonl``.
+
+Every input row ends in exactly one of the two files; a bad row never stops the run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import multiprocessing as mp
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from medklip.errors import MedKLIPError
+from medklip.reports.filter import ReportFilter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHARS = 100_000
+"""Reports longer than this are refused (real radiology reports are a few KB)."""
+_STUDY = re.compile(r"^s(\d+)$")
+
+
+@dataclass
+class ReportRecord:
+    """One input row: an id and text, or the reason it cannot be used."""
+
+    id: str | None
+    text: str | None
+    where: str  # "file:line" or the file path, for error messages
+    error: str | None = None
+
+
+@dataclass
+class ExtractSummary:
+    reports: int = 0
+    triplets: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.reports / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self, out: str, errors: str) -> str:
+        text = (f"extracted {self.reports} reports ({self.triplets} triplets) in {self.seconds:.1f} s "
+                f"({self.rate:.0f} reports/s) -> {out}")
+        if self.errors:
+            text += f"; {self.errors} rows failed -> {errors}"
+        return text
+
+
+def _decode(raw: bytes, where: str) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, (f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                      "re-save the report as UTF-8")
+
+
+def read_jsonl(stream: IO[bytes], name: str, id_key: str = "id", text_key: str = "text") -> Iterator[ReportRecord]:
+    for n, raw in enumerate(stream, start=1):
+        where = f"{name}:{n}"
+        if not raw.strip():
+            continue
+        line, err = _decode(raw, where)
+        if err:
+            yield ReportRecord(None, None, where, err)
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield ReportRecord(None, None, where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield ReportRecord(None, None, where, "a line must be a JSON object with 'id' and 'text'")
+            continue
+        rid = obj.get(id_key)
+        text = obj.get(text_key)
+        if rid is None or str(rid).strip() == "":
+            yield ReportRecord(None, text if isinstance(text, str) else None, where, f"missing '{id_key}'")
+        elif not isinstance(text, str):
+            yield ReportRecord(str(rid), None, where, f"missing '{text_key}' (or it is not a string)")
+        else:
+            yield ReportRecord(str(rid), text, where)
+
+
+def read_csv(path: Path, id_col: str, text_col: str) -> Iterator[ReportRecord]:
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="surrogateescape")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or id_col not in reader.fieldnames or text_col not in reader.fieldnames:
+        raise MedKLIPError(f"{path}: needs columns {id_col!r} and {text_col!r} (has {reader.fieldnames}); "
+                           "choose them with --id-col / --text-col")
+    for n, row in enumerate(reader, start=2):
+        where = f"{path}:{n}"
+        rid, body = row.get(id_col), row.get(text_col)
+        if any(isinstance(v, str) and re.search("[\udc80-\udcff]", v) for v in (rid, body)):
+            yield ReportRecord(rid, None, where, "not UTF-8 text; re-save the file as UTF-8")
+        elif rid is None or not rid.strip():
+            yield ReportRecord(None, body, where, f"missing {id_col!r}")
+        else:
+            yield ReportRecord(rid, body or "", where)
+
+
+def read_folder(root: Path) -> Iterator[ReportRecord]:
+    """``*.txt`` below ``root`` (MIMIC-CXR ``files/pNN/pNNNNNNNN/sNNNNNNNN.txt``: id = study id)."""
+    for path in sorted(root.rglob("*.txt")):
+        m = _STUDY.match(path.stem)
+        text, err = _decode(path.read_bytes(), str(path))
+        yield ReportRecord(m.group(1) if m else path.stem, text, str(path), err)
+
+
+def read_reports(source: str, id_col: str = "id", text_col: str = "text") -> Iterator[ReportRecord]:
+    """Records from a JSONL file, a CSV file, a folder of ``.txt`` reports, or ``-`` (stdin:
+    JSONL, or one plain-text report with id ``stdin``)."""
+    if source == "-":
+        data = sys.stdin.buffer.read()
+        if data.lstrip().startswith(b"{"):
+            yield from read_jsonl(io.BytesIO(data), "<stdin>", id_col, text_col)
+        else:
+            text, err = _decode(data, "<stdin>")
+            yield ReportRecord("stdin", text, "<stdin>", err)
+        return
+    path = Path(source)
+    if path.is_dir():
+        yield from read_folder(path)
+    elif not path.is_file():
+        raise MedKLIPError(f"{source}: no such file or folder")
+    elif path.suffix.lower() in {".csv", ".tsv"}:
+        yield from read_csv(path, id_col, text_col)
+    else:
+        with path.open("rb") as f:
+            yield from read_jsonl(f, str(path), id_col, text_col)
+
+
+# ----------------------------------------------------------------------------- running
+_WORKER_FILTER: ReportFilter | None = None
+
+
+def _init_worker(report_filter: ReportFilter) -> None:
+    global _WORKER_FILTER  # per worker process: its own filter (and sentence cache)
+    _WORKER_FILTER = report_filter
+
+
+def _process(record: ReportRecord, report_filter: ReportFilter, max_chars: int) -> tuple[bool, dict]:
+    if record.error is None:
+        if not record.text or not record.text.strip():
+            record.error = "empty report text"
+        elif len(record.text) > max_chars:
+            record.error = (f"report is {len(record.text):,} characters, over the limit of {max_chars:,} "
+                            "(raise it with --max-chars if this is really one report)")
+    if record.error is not None:
+        return False, {"id": record.id, "where": record.where, "error": record.error}
+    try:
+        triplets = report_filter.extract(record.text)
+    except Exception as exc:  # a filter bug must not stop a 200k-report run
+        logger.exception("filter failed on %s", record.where)
+        return False, {"id": record.id, "where": record.where, "error": f"internal error: {exc!r}"}
+    return True, {"id": record.id, "triplets": [t.to_dict() for t in triplets]}
+
+
+def _process_in_worker(args: tuple[ReportRecord, int]) -> tuple[bool, dict]:
+    assert _WORKER_FILTER is not None
+    return _process(args[0], _WORKER_FILTER, args[1])
+
+
+def run_extract(
+    records: Iterable[ReportRecord],
+    out: IO[str],
+    errors: IO[str],
+    report_filter: ReportFilter | None = None,
+    workers: int = 1,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    progress: bool = False,
+) -> ExtractSummary:
+    """Filter every record; results to ``out``, failures to ``errors`` (one JSON line each)."""
+    report_filter = report_filter or ReportFilter()
+    summary = ExtractSummary()
+    start = time.perf_counter()
+    if workers > 1:
+        pool = mp.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(
+            workers, initializer=_init_worker, initargs=(report_filter,))
+        results: Iterable[tuple[bool, dict]] = pool.imap(
+            _process_in_worker, ((r, max_chars) for r in records), chunksize=64)
+    else:
+        pool = None
+        results = (_process(r, report_filter, max_chars) for r in records)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, unit=" reports", file=sys.stderr, mininterval=0.5)
+    try:
+        for ok, row in results:
+            if ok:
+                summary.reports += 1
+                summary.triplets += len(row["triplets"])
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                summary.errors += 1
+                reason = row["error"].split(" (")[0].split(";")[0]
+                summary.error_reasons[reason] = summary.error_reasons.get(reason, 0) + 1
+                errors.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def errors_path_for(out: str) -> str:
+    """``OUT.jsonl`` -> ``OUT.errors.jsonl``."""
+    if out == "-":
+        return "-"
+    path = Path(out)
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    return str(path.with_name(stem + ".errors.jsonl"))
