@@ -21,6 +21,7 @@ ALWAYS_CONTINUE = frozenset({"or", "nor", "/"})
 CHUNK_BOUNDARIES = frozenset({",", "and", "with", "without"})
 COORDINATORS = frozenset({"and", "or"})
 REFERENCE_OPENERS = frozenset({"compared", "relative"})
+ZONE_WORDS = frozenset({"upper", "lower", "middle", "mid"})
 _LABEL = {"negation": ABSENT, "uncertainty": UNCERTAIN}
 
 
@@ -205,7 +206,13 @@ class ReportFilter:
         for ci, ch in enumerate(chunks):
             for i in range(ch.start, ch.end):
                 chunk_of[i] = ci
-        for s, _e, payloads in self.vocab.position_matcher.find(toks):
+        matches = self.vocab.position_matcher.find(toks)
+        for s, e, _p in list(matches):  # "left upper and lower lobes": the upper lobe too
+            if s >= 2 and e - s >= 2 and toks[s - 1] in COORDINATORS and toks[s - 2] in ZONE_WORDS:
+                elided = self.vocab.position_matcher.lookup((toks[s - 2],) + tuple(toks[s + 1:e]))
+                if elided:
+                    matches.append((s - 2, s - 1, elided))
+        for s, _e, payloads in matches:
             ch = chunks[chunk_of[s]]
             if ch.opener in REFERENCE_OPENERS:
                 continue

@@ -20,6 +20,7 @@ IGNORE_SECTIONS = frozenset({
 })
 _HEADER = re.compile(r"(?:^|(?<=[.!?\n]))[ \t]*([A-Za-z][A-Za-z /&()-]{0,40}?)[ \t]*:", re.M)
 _SPACES = re.compile(r"[\s/&()-]+")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 TOKEN = re.compile(r"\d+(?:\.\d+)+|[a-z0-9]+(?:['\u2019][a-z]+)?|[.;:,()?/!]|\n[ \t]*\n|\n(?=[ \t]*\d+[.)])")
 ABBREVIATIONS = frozenset({"vs", "dr", "approx", "e", "g", "i", "mr", "mrs", "st", "fig", "cf", "etc", "ie", "eg"})
@@ -34,7 +35,11 @@ class Section:
 
 
 def split_sections(text: str) -> list[Section]:
-    """Sections by their headers (known header names only; the preamble is section "")."""
+    """Sections by their headers (known header names only; the preamble is section "").
+
+    A blank line after some text ends an INDICATION-like section: what follows is an
+    unnamed section (in MIMIC-CXR the last paragraph is often a header-less impression).
+    """
     marks: list[tuple[int, int, str]] = []
     for m in _HEADER.finditer(text):
         name = _SPACES.sub(" ", m.group(1).upper()).strip()
@@ -42,10 +47,15 @@ def split_sections(text: str) -> list[Section]:
             marks.append((m.start(1), m.end(), name))
     sections = []
     prev_end, prev_name = 0, ""
-    for start, body, name in marks:
+    for start, body, name in marks + [(len(text), len(text), "")]:
+        if prev_name in IGNORE_SECTIONS:
+            for gap in _BLANK_LINE.finditer(text, prev_end, start):
+                if text[prev_end:gap.start()].strip():
+                    sections.append(Section(prev_name, prev_end, gap.start()))
+                    prev_end, prev_name = gap.end(), ""
+                    break
         sections.append(Section(prev_name, prev_end, start))
         prev_end, prev_name = body, name
-    sections.append(Section(prev_name, prev_end, len(text)))
     return [s for s in sections if text[s.start:s.end].strip()]
 
 

@@ -53,6 +53,10 @@ class PhraseMatcher:
             bucket.append((toks, payloads))
             bucket.sort(key=lambda item: -len(item[0]))
 
+    def lookup(self, tokens: tuple[str, ...]) -> list[Any]:
+        """Payloads of exactly this token phrase (empty if unknown)."""
+        return self._index.get(tokens, [])
+
     def __contains__(self, phrase: str) -> bool:
         return phrase_tokens(phrase) in self._index
 

@@ -1,0 +1,194 @@
+"""Rule families of the report filter, with sentences taken from real reports (IU/OpenI dev half)."""
+from __future__ import annotations
+
+import pytest
+
+from medklip.reports import ReportFilter
+
+
+@pytest.fixture(scope="module")
+def rf() -> ReportFilter:
+    return ReportFilter()
+
+
+def facts(rf: ReportFilter, text: str) -> set[tuple[str, str, int]]:
+    return {(t.entity, t.position, t.exist) for t in rf.extract(text)}
+
+
+def exist_of(rf: ReportFilter, text: str, entity: str) -> set[int]:
+    return {t.exist for t in rf.extract(text) if t.entity == entity}
+
+
+def positions_of(rf: ReportFilter, text: str, entity: str) -> set[str]:
+    return {t.position for t in rf.extract(text) if t.entity == entity}
+
+
+# ------------------------------------------------------------------------- vocabulary
+@pytest.mark.parametrize(
+    "text,entity",
+    [
+        ("Small bilateral pleural effusions.", "effusion"),
+        ("Bilateral pleural fluid.", "effusion"),
+        ("Bibasilar airspace opacities.", "opacity"),
+        ("Streaky perihilar opacification.", "opacity"),
+        ("The heart is enlarged.", "enlarge"),
+        ("There is enlargement of the cardiac silhouette.", "enlarge"),
+        ("Minimal bibasilar atelectasis.", "atelectasis"),
+        ("Atelectatic changes at the left base.", "atelectasis"),
+        ("The lungs are hyperinflated.", "hyperinflate"),
+        ("Lungs are hyperexpanded with COPD.", "hyperinflate"),
+        ("Moderate cardiomegaly.", "cardiomegaly"),
+        ("Mild biapical scarring is identified.", "scar"),
+        ("Patchy interstitial infiltrates are also present in the right lower lobe.", "infiltrate"),
+        ("Lung volumes are low.", "low"),
+        ("Tortuous calcified aorta.", "tortuous"),
+        ("There are scattered calcified granulomas.", "tail_abnorm_obs"),
+    ],
+)
+def test_synonyms_and_inflections(rf: ReportFilter, text: str, entity: str) -> None:
+    assert exist_of(rf, text, entity) == {1}
+
+
+def test_normal_statements(rf: ReportFilter) -> None:
+    assert ("normal", "heart_size", 1) in facts(rf, "Heart size is normal.")
+    assert ("clear", "pulmonary", 1) in facts(rf, "The lungs are clear.")
+    got = facts(rf, "The cardiac silhouette and mediastinum size are within normal limits.")
+    assert {("normal", "heart_size", 1), ("normal", "mediastinal", 1)} <= got
+    assert ("unremarkable", "mediastinal", 1) in facts(rf, "The mediastinum is unremarkable.")
+
+
+def test_implied_cardiomegaly(rf: ReportFilter) -> None:
+    assert ("cardiomegaly", "heart_size", 1) in facts(rf, "The heart is large.")
+    assert ("cardiomegaly", "heart_size", 1) in facts(rf, "The cardiac silhouette is moderately enlarged.")
+    assert ("cardiomegaly", "heart_size", 0) in facts(rf, "Heart size is normal.")
+    assert ("cardiomegaly", "heart_size", 0) in facts(rf, "The heart is not enlarged.")
+    assert exist_of(rf, "A large right pleural effusion.", "enlarge") == set()  # "large" needs a heart
+
+
+def test_out_of_vocabulary_and_nondiagnostic_words(rf: ReportFilter) -> None:
+    assert exist_of(rf, "Bronchiectasis in the right lower lobe.", "tail_abnorm_obs") == {1}
+    assert exist_of(rf, "Rotated patient positioning limits evaluation.", "excluded_obs") == {1}
+    assert rf.extract("The XXXX examination consists of frontal and lateral radiographs of the chest.") == []
+
+
+# -------------------------------------------------------------------------- existence
+@pytest.mark.parametrize(
+    "text,entity,exist",
+    [
+        ("There is no pneumothorax.", "pneumothorax", 0),
+        ("Lungs are clear without infiltrate.", "infiltrate", 0),
+        ("The lungs are free of focal airspace disease.", "disease", 0),
+        ("Negative for acute cardiopulmonary process.", "process", 0),
+        ("Pneumothorax is not seen.", "pneumothorax", 0),
+        ("The left apical pneumothorax has resolved.", "pneumothorax", 0),
+        ("Interval resolution of the right pleural effusion.", "effusion", 0),
+        ("No evidence of pneumonia.", "pneumonia", 0),
+        ("Possible small left pleural effusion.", "effusion", -1),
+        ("Right basilar opacity may represent atelectasis.", "atelectasis", -1),
+        ("Pneumonia cannot be excluded.", "pneumonia", -1),
+        ("Findings likely represent atelectasis.", "atelectasis", -1),
+        ("Stable left basilar atelectasis versus scarring.", "scar", -1),
+        ("Stable left basilar atelectasis versus scarring.", "atelectasis", -1),
+        ("Patchy opacity suggestive of pneumonia.", "pneumonia", -1),
+        ("Right lower lobe opacity concerning for pneumonia.", "pneumonia", -1),
+        ("Small left pleural effusion.", "effusion", 1),
+    ],
+)
+def test_negation_and_uncertainty(rf: ReportFilter, text: str, entity: str, exist: int) -> None:
+    assert exist_of(rf, text, entity) == {exist}
+
+
+def test_clear_of_a_list(rf: ReportFilter) -> None:
+    text = "The lungs are clear of focal consolidation, pleural effusion or pneumothorax."
+    for entity in ("consolidation", "effusion", "pneumothorax"):
+        assert exist_of(rf, text, entity) == {0}
+
+
+def test_negated_list_with_commas_and_or(rf: ReportFilter) -> None:
+    text = "No focal consolidation, suspicious pulmonary opacity, large pleural effusion, or pneumothorax is identified."
+    for entity in ("consolidation", "opacity", "effusion", "pneumothorax"):
+        assert exist_of(rf, text, entity) == {0}
+
+
+def test_scope_ends_at_clause_boundary(rf: ReportFilter) -> None:
+    text = "No pneumothorax, but there is a small left pleural effusion."
+    assert exist_of(rf, text, "pneumothorax") == {0}
+    assert exist_of(rf, text, "effusion") == {1}
+    text = "No pleural effusion; the heart is enlarged."
+    assert exist_of(rf, text, "enlarge") == {1}
+    text = "There is no pneumothorax, the right effusion is unchanged."
+    assert exist_of(rf, text, "effusion") == {1}
+
+
+def test_radiology_idioms(rf: ReportFilter) -> None:
+    assert exist_of(rf, "No change in the small left pleural effusion.", "effusion") == {1}
+    assert exist_of(rf, "Unchanged mild cardiomegaly.", "cardiomegaly") == {1}
+    text = "There is redemonstration without significant interval change of mild subsegmental atelectasis."
+    assert exist_of(rf, text, "atelectasis") == {1}
+    assert exist_of(rf, "Persistent but decreased left lower lobe atelectasis.", "atelectasis") == {1}
+
+
+# -------------------------------------------------------------------------- positions
+@pytest.mark.parametrize(
+    "text,entity,expected",
+    [
+        ("Small left pleural effusion.", "effusion", {"left_pleural"}),
+        ("Small bilateral pleural effusions.", "effusion", {"left_pleural", "right_pleural"}),
+        ("There is a small effusion on the left.", "effusion", {"left_pleural"}),
+        ("Minimal bibasilar atelectasis.", "atelectasis", {"left_lower_lung", "right_lower_lung"}),
+        ("Right lower lobe pneumonia.", "pneumonia", {"lower_right_lobe"}),
+        ("Lingular atelectasis.", "atelectasis", {"upper_left_lobe"}),
+        ("Opacity in the right midlung.", "opacity", {"right_mid_lung"}),
+        ("Blunting of the left costophrenic angle.", "blunt", {"left_costophrenic"}),
+        ("Elevated right hemidiaphragm.", "elevation", {"right_diaphragm"}),
+        ("Calcified left hilar lymph nodes.", "calcification", {"left_hilar"}),
+        ("Retrocardiac opacity.", "opacity", {"retrocardiac"}),
+        ("Right IJ catheter tip in the proximal SVC.", "tip", {"svc"}),
+        ("The tip is at the cavoatrial junction.", "tip", {"cavoatrial_junction"}),
+        ("Opacity at the lung bases.", "opacity", {"lung_bases"}),
+        ("Emphysema.", "emphysema", {"unspecified"}),
+        ("There are small right and left pleural effusions.", "effusion", {"left_pleural", "right_pleural"}),
+        ("Partial collapse of the left upper and lower lobes.", "collapse", {"upper_left_lobe", "lower_left_lobe"}),
+        ("Increased opacity of the right base compared to the left.", "opacity", {"right_lower_lung"}),
+        ("Pleural effusions, right greater than left.", "effusion", {"left_pleural", "right_pleural"}),
+    ],
+)
+def test_positions(rf: ReportFilter, text: str, entity: str, expected: set[str]) -> None:
+    assert positions_of(rf, text, entity) == expected
+
+
+def test_position_words_are_not_lemmatized(rf: ReportFilter) -> None:
+    # "lower" is not the entity "low"; "left" is not a verb
+    assert exist_of(rf, "Left lower lobe consolidation.", "low") == set()
+    assert exist_of(rf, "Low lung volumes.", "low") == {1}
+    assert positions_of(rf, "Low lung volumes.", "low") == {"lung_volumes"}
+
+
+# -------------------------------------------------------------------------- sections
+def test_indication_is_not_a_finding(rf: ReportFilter) -> None:
+    text = "INDICATION: eval for pneumonia\nFINDINGS: The lungs are clear.\nIMPRESSION: No acute disease."
+    assert exist_of(rf, text, "pneumonia") == set()
+    assert exist_of(rf, text, "clear") == {1}
+
+
+def test_fallback_to_last_section_and_whole_text(rf: ReportFilter) -> None:
+    text = "EXAMINATION: Chest PA and lateral\nINDICATION: cough\nCOMPARISON: None.\nNOTE: Small left effusion."
+    # no FINDINGS / IMPRESSION: the last section that is not indication-like
+    assert exist_of(rf, "HISTORY: pneumonia\n\nSmall left effusion.", "pneumonia") == set()
+    assert exist_of(rf, "Small left effusion. No pneumothorax.", "effusion") == {1}
+    assert exist_of(rf, "INDICATION: pneumonia", "pneumonia") == set()
+    assert isinstance(rf.extract(text), list)
+
+
+def test_masks_line_breaks_lists_and_upper_case(rf: ReportFilter) -> None:
+    text = ("FINDINGS: There are no XXXX of a pleural\neffusion. ___ noted.\n"
+            "IMPRESSION:\n1. SMALL LEFT PNEUMOTHORAX.\n2. Decreased lung volumes.")
+    assert exist_of(rf, text, "effusion") == {0}
+    assert ("pneumothorax", "left_pleural", 1) in facts(rf, text)
+    assert ("low", "lung_volumes", 1) in facts(rf, text)
+
+
+def test_spans_point_at_the_mention(rf: ReportFilter) -> None:
+    text = "FINDINGS: Heart size normal.\nIMPRESSION: Small right pleural effusion."
+    [t] = [t for t in rf.extract(text) if t.entity == "effusion"]
+    assert text[t.start:t.end] == "effusion" and t.sentence == 1
