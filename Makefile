@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-quick demo clean
+.PHONY: install test demo demo-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	@echo "medklip demo (synthetic pre-training + zero-shot) is not available yet: it arrives with the pre-training issue (#4)." >&2
-	@echo "Installed: try '$(BIN)/medklip --help'." >&2
-	@exit 2
+	$(BIN)/medklip demo --output runs/demo
+
+demo-quick: $(STAMP)
+	$(BIN)/medklip demo --quick --output runs/demo-quick
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

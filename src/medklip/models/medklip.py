@@ -163,8 +163,20 @@ class MedKLIP(nn.Module):
             need_attentions: return per-layer cross-attention and heatmaps; False uses the fused
                 attention kernel (faster, for training) and gives the same logits.
         """
-        query_emb = self.entity_embeddings if queries is None else self._check_embeddings(queries, "queries")
         patches, grid = self.image_encoder(images)
+        return self.decode(patches, grid, queries, need_attentions=need_attentions)
+
+    def decode(
+        self,
+        patches: torch.Tensor,
+        grid: tuple[int, int],
+        queries: torch.Tensor | None = None,
+        *,
+        need_attentions: bool = True,
+    ) -> MedKLIPOutput:
+        """Fuse precomputed patch features (:meth:`encode_image`) with a query set; several
+        query sets can reuse one image encoding."""
+        query_emb = self.entity_embeddings if queries is None else self._check_embeddings(queries, "queries")
         batch = patches.shape[0]
         q = self.query_projection(query_emb).unsqueeze(0).expand(batch, -1, -1)
         fused, attentions = self.fusion(q, patches, need_weights=need_attentions)

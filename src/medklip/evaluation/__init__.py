@@ -1,0 +1,18 @@
+"""Metrics (pure functions) and result tables."""
+from medklip.evaluation.metrics import (
+    BinaryScores,
+    SegmentationScores,
+    best_f1,
+    best_threshold_segmentation,
+    dice,
+    iou,
+    macro,
+    normalize_heatmap,
+    pointing_game,
+    precision_recall_curve,
+    roc_auc,
+    roc_curve,
+)
+
+__all__ = ["BinaryScores", "SegmentationScores", "best_f1", "best_threshold_segmentation", "dice", "iou",
+           "macro", "normalize_heatmap", "pointing_game", "precision_recall_curve", "roc_auc", "roc_curve"]

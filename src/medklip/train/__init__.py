@@ -1,0 +1,1 @@
+"""Pre-training: configs, the trainer, distributed helpers."""

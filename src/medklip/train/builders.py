@@ -1,0 +1,99 @@
+"""Building what a pre-training run needs from its config: data, model, optimiser."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from medklip.config_utils import ConfigError
+from medklip.data.image_io import ImageCache
+from medklip.data.manifest import ManifestRow, read_manifest
+from medklip.data.pretrain import PretrainDataset
+from medklip.data.transforms import eval_transform, train_transform
+from medklip.knowledge import KnowledgeBase
+from medklip.models import MedKLIP
+from medklip.reports import ReportFilter
+from medklip.train.config import PretrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            import os
+
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def manifest_rows(config: PretrainConfig, output: Path, is_main: bool, progress: bool) -> dict[str, list[ManifestRow]]:
+    """Rows per split; the synthetic world is generated first when no manifest is given."""
+    manifest = config.data.manifest
+    if manifest is None:
+        from medklip.data.synthetic import generate_world
+
+        root = Path(config.data.world_dir)
+        if is_main:
+            generate_world(root, config.data.world, workers=max(1, config.data.workers), progress=progress)
+        _barrier()
+        manifest = str(root / "manifest.jsonl")
+    rows, errors = read_manifest(manifest)
+    if errors and is_main:
+        with (output / "manifest_errors.jsonl").open("w") as f:
+            for e in errors:
+                f.write(json.dumps({"where": e.where, "error": e.error}) + "\n")
+        logger.warning("%d manifest rows cannot be used (first: %s: %s); see %s", len(errors),
+                       errors[0].where, errors[0].error, output / "manifest_errors.jsonl")
+    by_split: dict[str, list[ManifestRow]] = {"train": [], "validation": [], "test": []}
+    for r in rows:
+        by_split[r.split].append(r)
+    if not by_split["train"]:
+        raise ConfigError(f"{manifest}: no usable training rows")
+    return by_split
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def build_datasets(config: PretrainConfig, rows: dict[str, list[ManifestRow]], kb: KnowledgeBase,
+                   entity_names: list[str]) -> tuple[PretrainDataset, PretrainDataset | None]:
+    size = config.model.image_size
+    cache = ImageCache(config.data.image_cache, config.data.cache_short_side) if config.data.image_cache else None
+    rf = ReportFilter()
+    train = PretrainDataset(
+        rows["train"], entity_names, kb.positions,
+        train_transform(size, (config.data.crop_scale_min, 1.0), config.data.hflip, config.data.randaugment),
+        seed=config.run.seed, report_filter=rf, image_cache=cache)
+    val = None
+    if rows["validation"]:
+        val = PretrainDataset(rows["validation"], entity_names, kb.positions, eval_transform(size),
+                              seed=config.run.seed + 1, report_filter=rf, image_cache=cache)
+    return train, val
+
+
+def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
+    from medklip.text import TextEncoder
+
+    encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
+                          cache_dir=config.text.cache_dir)
+    torch.manual_seed(config.run.seed)
+    return MedKLIP.from_knowledge_base(config.model, kb, encoder)
+
+
+def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.optim.lr)

@@ -1,0 +1,76 @@
+"""Pictures a person can read: heatmap overlays on the radiograph, ROC curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a patch-grid heatmap to an image shape."""
+    import torch
+
+    t = torch.as_tensor(np.asarray(heatmap, np.float32))[None, None]
+    return torch.nn.functional.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title: str, probability: float,
+                 mask: np.ndarray | None = None, alpha: float = 0.45) -> Path:
+    """The radiograph beside the same radiograph with the heatmap over it (colour bar, probability)."""
+    plt = _plt()
+    heat = upsample(heatmap, image.shape)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+    for ax in axes:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax.axis("off")
+    axes[0].set_title("image")
+    im = axes[1].imshow(heat, cmap="jet", alpha=alpha)
+    if mask is not None and mask.any():
+        axes[1].contour(mask.astype(float), levels=[0.5], colors="white", linewidths=1.0)
+    axes[1].set_title(f"{title}: p = {probability:.3f}")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="attention")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path,
+                    title: str = "ROC") -> Path:
+    """``{name: (fpr, tpr, auc)}`` on one plot."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for name, (fpr, tpr, auc) in curves.items():
+        style = "--" if name.startswith("covid") else "-"
+        ax.plot(fpr, tpr, style, lw=1.4, label=f"{name} ({auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="gray")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

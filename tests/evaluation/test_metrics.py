@@ -1,0 +1,64 @@
+"""Metrics against scikit-learn on random data, and grounding metrics on hand-made masks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from medklip.evaluation import metrics as m
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_classification_metrics_match_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    y = rng.integers(0, 2, n)
+    y[0], y[1] = 0, 1
+    s = np.round(rng.random(n), int(rng.integers(1, 4)))  # ties included
+    assert abs(m.roc_auc(y, s) - sk.roc_auc_score(y, s)) < 1e-9
+    p, r, t = m.precision_recall_curve(y, s)
+    P, R, T = sk.precision_recall_curve(y, s)
+    np.testing.assert_allclose(p, P, atol=1e-9)
+    np.testing.assert_allclose(r, R, atol=1e-9)
+    np.testing.assert_allclose(t, T, atol=1e-9)
+    fpr, tpr, _ = m.roc_curve(y, s)
+    FPR, TPR, _ = sk.roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, FPR, atol=1e-9)
+    np.testing.assert_allclose(tpr, TPR, atol=1e-9)
+    best = m.best_f1(y, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * P * R / (P + R))[:-1]
+    i = int(np.argmax(f1))
+    assert abs(best.f1 - f1[i]) < 1e-9 and best.threshold == T[i]
+    assert abs(best.accuracy - sk.accuracy_score(y, s >= T[i])) < 1e-9
+    assert abs(best.f1 - sk.f1_score(y, s >= T[i])) < 1e-9
+
+
+def test_auc_with_one_class_is_nan_and_macro_skips_it() -> None:
+    assert np.isnan(m.roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert m.macro([0.5, float("nan"), 1.0]) == 0.75
+
+
+def test_grounding_on_hand_made_masks() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[2:5, 2:5] = True  # 9 pixels
+    heat = np.zeros((10, 10))
+    heat[3, 3] = 1.0
+    assert m.pointing_game(heat, mask)
+    heat2 = np.zeros((10, 10))
+    heat2[8, 8] = 1.0
+    assert not m.pointing_game(heat2, mask)
+    pred = np.zeros((10, 10), bool)
+    pred[2:5, 2:4] = True  # 6 pixels, all inside
+    assert m.dice(pred, mask) == pytest.approx(2 * 6 / 15)
+    assert m.iou(pred, mask) == pytest.approx(6 / 9)
+    assert m.dice(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+
+
+def test_threshold_search_finds_the_best_dice() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    heat = np.where(mask, 0.8, 0.2) + np.linspace(0, 0.05, 400).reshape(20, 20)
+    best = m.best_threshold_segmentation([heat], [mask])
+    assert best.dice == pytest.approx(1.0) and best.iou == pytest.approx(1.0)
+    assert 0.0 < best.threshold < 1.0

@@ -1,0 +1,118 @@
+"""The trainer: exact resume, DDP with 2 CPU processes equals 1 process, config handling."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medklip.config_utils import ConfigError, load_config
+from medklip.train.config import PretrainConfig, builtin_config
+from medklip.train.distributed import CPUSyncBatchNorm, ShardedSampler
+from medklip.train.schedule import lr_at
+from medklip.train.trainer import pretrain
+
+TINY = [
+    "model.backbone=resnet18", "model.image_size=64", "model.d_model=64", "model.num_layers=2",
+    "model.dim_feedforward=128", "data.world.train=48", "data.world.validation=8", "data.world.test=8",
+    "data.world.image_size=64", "data.workers=0", "optim.batch_size=8", "optim.epochs=2", "optim.lr=0.0005",
+    "optim.warmup_epochs=0.5", "run.log_every_steps=1", "run.save_every_steps=2",
+]
+
+
+def tiny(tmp_path: Path, name: str, *extra: str) -> PretrainConfig:
+    return load_config(PretrainConfig, None, TINY + [f"data.world_dir={tmp_path / 'world'}",
+                                                      f"run.output={tmp_path / name}", *extra])
+
+
+def logged_losses(run: Path) -> list[float]:
+    with (run / "train_log.csv").open() as f:
+        return [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+
+
+def test_training_reduces_the_loss_and_writes_the_run_folder(tmp_path) -> None:
+    result = pretrain(tiny(tmp_path, "run", "optim.epochs=3"), progress=False)
+    assert result.losses[-1] < result.losses[0]
+    out = result.output
+    for name in ("config.yaml", "checkpoint.pt", "train_log.csv", "best/config.json", "last/model.safetensors"):
+        assert (out / name).exists(), name
+    assert list((out / "tensorboard").iterdir())
+    saved = load_config(PretrainConfig, out / "config.yaml")
+    assert saved.model.text_dim == 384  # the resolved config records the encoder's real width
+    assert result.best_val_loss is not None
+
+
+def test_resume_continues_exactly(tmp_path) -> None:
+    straight = pretrain(tiny(tmp_path, "a", "run.max_steps=8"), progress=False)
+    first = pretrain(tiny(tmp_path, "b", "run.max_steps=4"), progress=False)
+    second = pretrain(tiny(tmp_path, "b", "run.max_steps=8"), resume=tmp_path / "b", progress=False)
+    assert first.steps == 4 and second.steps == 8  # epoch boundary (6 steps) crossed after resuming
+    assert straight.losses[:4] == pytest.approx(first.losses, abs=1e-6)
+    assert straight.losses[4:] == pytest.approx(second.losses, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(tmp_path) -> None:
+    """torchrun with 2 gloo processes on loopback = 1 process with the same global batch."""
+    common = ["--set", "model.dropout=0.0", "--set", "run.max_steps=4", "-q"]
+    for item in TINY:
+        common[:0] = ["--set", item]
+    world = ["--set", f"data.world_dir={tmp_path / 'world'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = [sys.executable, "-m", "medklip", "pretrain", *common, *world, "--set", f"run.output={tmp_path / 'one'}"]
+    subprocess.run(single, check=True, env=env, capture_output=True)
+    multi = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+             "--master_port=29531", "-m", "medklip", "pretrain", *common, *world,
+             "--set", f"run.output={tmp_path / 'two'}"]
+    res = subprocess.run(multi, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    assert two == pytest.approx(one, rel=2e-4, abs=2e-4)
+
+
+def test_sampler_shards_the_same_global_order() -> None:
+    one = list(ShardedSampler(20, 4, seed=1))
+    r0 = list(ShardedSampler(20, 4, rank=0, world_size=2, seed=1))
+    r1 = list(ShardedSampler(20, 4, rank=1, world_size=2, seed=1))
+    assert sorted(one) == list(range(20))
+    for b in range(5):
+        assert one[4 * b:4 * b + 4] == r0[2 * b:2 * b + 2] + r1[2 * b:2 * b + 2]
+    s = ShardedSampler(20, 4, seed=1)
+    s.set_epoch(0, start_batch=3)
+    assert list(s) == one[12:] and len(s) == 8
+    with pytest.raises(ValueError):
+        ShardedSampler(20, 5, world_size=2)
+
+
+def test_cpu_sync_batchnorm_without_a_group_is_batchnorm() -> None:
+    bn, ref = CPUSyncBatchNorm(3), torch.nn.BatchNorm2d(3)
+    x = torch.randn(4, 3, 5, 5)
+    torch.testing.assert_close(bn(x), ref(x))
+
+
+def test_schedule_warmup_then_cosine() -> None:
+    assert lr_at(0, 100, 10, 1e-4, 1e-5, 1e-6) == pytest.approx(1e-5)
+    assert lr_at(10, 100, 10, 1e-4, 1e-5, 1e-6) == pytest.approx(1e-4)
+    assert lr_at(55, 100, 10, 1e-4, 1e-5, 1e-6) == pytest.approx((1e-4 + 1e-6) / 2)
+    assert lr_at(100, 100, 10, 1e-4, 1e-5, 1e-6) == pytest.approx(1e-6)
+
+
+def test_config_files_and_overrides(tmp_path) -> None:
+    cfg = load_config(PretrainConfig, builtin_config("paper"), ["optim.lr=3e-4", "model.backbone=resnet18"])
+    assert cfg.optim.lr == 3e-4 and cfg.model.backbone == "resnet18" and cfg.optim.epochs == 60
+    assert cfg.text.encoder == "emilyalsentzer/Bio_ClinicalBERT"
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(PretrainConfig, None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(PretrainConfig, None, ["optim.lr"])
+    with pytest.raises(ConfigError, match="backbone"):
+        load_config(PretrainConfig, None, ["model.backbone=vgg"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(PretrainConfig, bad)
