@@ -87,35 +87,26 @@ class MedKLIP(nn.Module):
             )
         return emb.to(self.query_projection.weight.device)
 
-    def set_queries(
-        self,
-        embeddings: torch.Tensor,
-        names: Sequence[str] | None = None,
-        texts: Sequence[str] | None = None,
-    ) -> None:
-        """Replace the entity query set (no retraining needed: queries are text embeddings)."""
-        embeddings = self._check_embeddings(embeddings, "entity_embeddings")
+    def _named(self, embeddings: torch.Tensor, names: Sequence[str] | None, texts: Sequence[str] | None,
+               what: str) -> tuple[torch.Tensor, list[str], list[str]]:
+        embeddings = self._check_embeddings(embeddings, f"{what}_embeddings")
         n = embeddings.shape[0]
-        self.entity_embeddings = embeddings
-        self.entity_names = list(names) if names is not None else [f"entity_{i}" for i in range(n)]
-        self.entity_texts = list(texts) if texts is not None else [""] * n
-        if len(self.entity_names) != n or len(self.entity_texts) != n:
-            raise ValueError(f"{n} entity embeddings but {len(self.entity_names)} names / {len(self.entity_texts)} texts")
+        names = list(names) if names is not None else [f"{what}_{i}" for i in range(n)]
+        texts = list(texts) if texts is not None else [""] * n
+        if len(names) != n or len(texts) != n:
+            raise ValueError(f"{n} {what} embeddings but {len(names)} names / {len(texts)} texts")
+        return embeddings, names, texts
 
-    def set_positions(
-        self,
-        embeddings: torch.Tensor,
-        names: Sequence[str] | None = None,
-        texts: Sequence[str] | None = None,
-    ) -> None:
+    def set_queries(self, embeddings: torch.Tensor, names: Sequence[str] | None = None,
+                    texts: Sequence[str] | None = None) -> None:
+        """Replace the entity query set (no retraining needed: queries are text embeddings)."""
+        self.entity_embeddings, self.entity_names, self.entity_texts = self._named(embeddings, names, texts, "entity")
+
+    def set_positions(self, embeddings: torch.Tensor, names: Sequence[str] | None = None,
+                      texts: Sequence[str] | None = None) -> None:
         """Replace the position embeddings used by the position head and loss."""
-        embeddings = self._check_embeddings(embeddings, "position_embeddings")
-        n = embeddings.shape[0]
-        self.position_embeddings = embeddings
-        self.position_names = list(names) if names is not None else [f"position_{i}" for i in range(n)]
-        self.position_texts = list(texts) if texts is not None else [""] * n
-        if len(self.position_names) != n or len(self.position_texts) != n:
-            raise ValueError(f"{n} position embeddings but {len(self.position_names)} names / {len(self.position_texts)} texts")
+        self.position_embeddings, self.position_names, self.position_texts = self._named(
+            embeddings, names, texts, "position")
 
     def add_queries(self, names: Sequence[str], embeddings: torch.Tensor, texts: Sequence[str] | None = None) -> None:
         """Append entity queries (e.g. an unseen disease described in words)."""

@@ -214,18 +214,8 @@ class ReportFilter:
                     matches.append((s - 2, s - 1, elided))
         for s, _e, payloads in matches:
             ch = chunks[chunk_of[s]]
-            if ch.opener in REFERENCE_OPENERS:
-                continue
-            for kind, value in payloads:
-                if kind == "side":
-                    if value == "both":
-                        ch.sides.update(("left", "right"))
-                    elif value == "plural":
-                        ch.plural = True
-                    else:
-                        ch.sides.add(value)
-                else:
-                    ch.anatomy.append(value)
+            if ch.opener not in REFERENCE_OPENERS:
+                ch.add(payloads)
         for s, _e, _entity, _c in mentions:
             chunks[chunk_of[s]].has_entity = True
         for ci, ch in enumerate(chunks):  # "left upper and lower lobes": the side carries over
@@ -271,15 +261,7 @@ class ReportFilter:
         chunk = _Chunk(0, None)
         for sent in sentences(anatomy_text):
             for _s, _e, payloads in self.vocab.position_matcher.find(sent.tokens):
-                for kind, value in payloads:
-                    if kind == "anatomy":
-                        chunk.anatomy.append(value)
-                    elif value == "both":
-                        chunk.sides.update(("left", "right"))
-                    elif value == "plural":
-                        chunk.plural = True
-                    else:
-                        chunk.sides.add(value)
+                chunk.add(payloads)
         if not chunk.sides and chunk.plural:
             chunk.sides.update(("left", "right"))
         return sorted(self._resolve(chunk, entity))
@@ -304,3 +286,15 @@ class _Chunk:
     sides: set[str] = field(default_factory=set)
     plural: bool = False
     has_entity: bool = False
+
+    def add(self, payloads: list[tuple[str, str]]) -> None:
+        """Record a position-matcher match: anatomy, a side, both sides, or a plural (weak both)."""
+        for kind, value in payloads:
+            if kind == "anatomy":
+                self.anatomy.append(value)
+            elif value == "both":
+                self.sides.update(("left", "right"))
+            elif value == "plural":
+                self.plural = True
+            else:
+                self.sides.add(value)
