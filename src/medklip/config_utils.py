@@ -27,16 +27,32 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(where + k for k in unknown)}; known: {', '.join(sorted(fields))}")
     kwargs = {}
+    defaults = cls() if _has_defaults(cls) else None
     for name, value in data.items():
-        default = getattr(cls(), name) if _has_defaults(cls) else None
+        default = getattr(defaults, name, None)
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             kwargs[name] = from_mapping(type(default), value, f"{where}{name}.")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, str(fields[name].type), default, f"{where}{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid config {where.rstrip('.') or cls.__name__}: {exc}") from exc
+
+
+def _coerce(value: Any, annotation: str, default: Any, where: str) -> Any:
+    """YAML reads ``3e-4`` as a string and ``5`` as an int: make numbers fit float/int fields."""
+    wants_float = isinstance(default, float) or (default is None and "float" in annotation)
+    wants_int = not wants_float and (isinstance(default, int) and not isinstance(default, bool)
+                                     or (default is None and "int" in annotation))
+    try:
+        if wants_float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            return float(value)
+        if wants_int and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    return value
 
 
 def _has_defaults(cls: type) -> bool:

@@ -106,6 +106,9 @@ def test_config_files_and_overrides(tmp_path) -> None:
     cfg = load_config(PretrainConfig, builtin_config("paper"), ["optim.lr=3e-4", "model.backbone=resnet18"])
     assert cfg.optim.lr == 3e-4 and cfg.model.backbone == "resnet18" and cfg.optim.epochs == 60
     assert cfg.text.encoder == "emilyalsentzer/Bio_ClinicalBERT"
+    assert isinstance(cfg.optim.lr, float) and cfg.optim.warmup_epochs == 5.0
+    with pytest.raises(ConfigError, match="optim.lr must be a number"):
+        load_config(PretrainConfig, None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="optim.lrr"):
         load_config(PretrainConfig, None, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="key=value"):

@@ -84,6 +84,9 @@ def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
 
     encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
                           cache_dir=config.text.cache_dir)
+    # encode first: loading the encoder draws from torch's RNG only when the cache is cold,
+    # so the model's initialisation is seeded after it and does not depend on the cache
+    encoder.encode([e.description for e in kb.pretraining_entities] + kb.position_texts())
     torch.manual_seed(config.run.seed)
     return MedKLIP.from_knowledge_base(config.model, kb, encoder)
 

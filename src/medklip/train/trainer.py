@@ -136,13 +136,16 @@ class Pretrainer:
         self.amp = self.device.type == "cuda" and (o.amp == "bf16" or (o.amp == "auto" and torch.cuda.is_bf16_supported()))
         self.epoch = self.micro_done = self.step = 0
         self.best_val: float | None = None
+        self._resume_rng: dict | None = None
         if self.resume:
             self._load(self.resume)
 
     def _loader(self, dataset, sampler) -> DataLoader:
+        # its own generator: a DataLoader iterator otherwise draws its seed from the global RNG,
+        # which would shift dropout after a resume (samples are seeded per index anyway)
         return DataLoader(dataset, batch_size=self.micro_global // self.env.world_size, sampler=sampler,
                           num_workers=self.config.data.workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, generator=torch.Generator().manual_seed(self.config.run.seed))
 
     # ------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -165,7 +168,7 @@ class Pretrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.micro_done, self.step = state["epoch"], state["micro_done"], state["step"]
         self.best_val = state["best_val"]
-        set_rng_state(state["rng"])
+        self._resume_rng = state["rng"]  # applied just before the loop (setup may draw numbers)
         logger.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
     # ------------------------------------------------------------------- loop
@@ -208,6 +211,12 @@ class Pretrainer:
 
             bar = tqdm(total=self.total_steps, initial=self.step, unit="step", file=sys.stderr, desc="pre-training")
         self.model.train()
+        # the training RNG (dropout) starts here, after everything that might draw numbers
+        # during setup (first-time imports, an encoder loaded on a cold cache, ...)
+        if self._resume_rng is not None:
+            set_rng_state(self._resume_rng)
+        else:
+            torch.manual_seed(cfg.run.seed + 1 + self.env.rank)
         tick, seen = time.perf_counter(), 0
         while self.step < self.total_steps and self.epoch < o.epochs:
             self.train_set.set_epoch(self.epoch)
