@@ -52,9 +52,10 @@ def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], 
     """``{name: (fpr, tpr, auc)}`` on one plot."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    for name, (fpr, tpr, auc) in curves.items():
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
         style = "--" if name.startswith("covid") else "-"
-        ax.plot(fpr, tpr, style, lw=1.4, label=f"{name} ({auc:.3f})")
+        ax.plot(fpr, tpr, style, lw=1.4, color=colors[i % 20], label=f"{name} ({auc:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
