@@ -1,0 +1,59 @@
+"""`medklip predict` / Predictor on the real chest radiograph RG1_UNCR.dcm (pydicom-data)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medklip import MedKLIP, MedKLIPConfig
+from medklip.cli import main
+from medklip.errors import UnknownEntityError
+from medklip.knowledge import KnowledgeBase
+from medklip.zeroshot.predict import Predictor
+from tests.data.test_image_io import rg1_path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, minilm):
+    torch.manual_seed(0)
+    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
+                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
+    return model.save_pretrained(tmp_path_factory.mktemp("m") / "model")
+
+
+def test_predictor_seen_added_and_described(model_dir) -> None:
+    p = Predictor(model_dir, device="cpu")
+    [r] = p.predict([rg1_path()], ["effusion", "covid-19"], {"sarcoidosis": "Bilateral hilar lymphadenopathy."})
+    assert r.error is None and set(r.probabilities) == {"effusion", "covid-19", "sarcoidosis"}
+    assert all(0 <= v <= 1 for v in r.probabilities.values())
+    assert r.heatmaps["effusion"].shape == (4, 4)
+    # a seen finding uses the model's own query: same probability as the raw model with an extra query
+    names, queries, rows = p.queries(["effusion"], {"x": "y"})
+    assert names[rows[0]] == "effusion" and rows[0] == p.model.entity_names.index("effusion")
+    with pytest.raises(UnknownEntityError, match="pneumonia"):
+        p.queries(["pneumonis"])
+
+
+def test_cli_predict_formats_heatmaps_and_failures(model_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((80, 80)) * 255).astype(np.uint8)).save(folder / "a.png")
+    (folder / "notes.jpg").write_text("not an image")
+    args = ["predict", rg1_path(), str(folder), "--model", str(model_dir), "--findings", "effusion,pneumonia",
+            "--describe", "covid-19=Ground-glass opacities in both lower lungs.", "--heatmaps", str(tmp_path / "h")]
+    assert main(args + ["--format", "json"]) == 1  # one file failed
+    out = json.loads(capsys.readouterr().out)
+    assert [bool(r["error"]) for r in out] == [False, False, True]
+    assert set(out[0]["probabilities"]) == {"effusion", "pneumonia", "covid-19"}
+    pngs = sorted(p.name for p in (tmp_path / "h").glob("*.png"))
+    assert "RG1_UNCR_covid-19.png" in pngs and len(pngs) == 6
+    assert main(["predict", rg1_path(), "--model", str(model_dir), "--findings", "effusion", "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["image", "effusion", "error"] and len(rows) == 2
+    assert main(["predict", str(tmp_path / "nothing.png"), "--model", str(model_dir)]) == 1
+    assert "no such file" in capsys.readouterr().err
