@@ -62,3 +62,29 @@ def test_threshold_search_finds_the_best_dice() -> None:
     best = m.best_threshold_segmentation([heat], [mask])
     assert best.dice == pytest.approx(1.0) and best.iou == pytest.approx(1.0)
     assert 0.0 < best.threshold < 1.0
+
+
+def test_detection_precision_recall_at_iou_0_1() -> None:
+    truth = np.zeros((20, 20), bool)
+    truth[2:6, 2:6] = True    # object A (16 px)
+    truth[12:16, 12:16] = True  # object B (16 px)
+    pred = np.zeros((20, 20), bool)
+    pred[3:7, 3:7] = True     # overlaps A: IoU 9/23 = 0.39 -> correct
+    pred[0:2, 17:20] = True   # false alarm
+    pred[15:20, 15:20] = True  # touches B at one pixel: IoU 1/40 < 0.1 -> wrong, B missed
+    c = m.detection_counts(pred, truth)
+    assert (c.true_predicted, c.predicted, c.detected_truth, c.truth) == (1, 3, 1, 2)
+    assert c.precision == pytest.approx(1 / 3) and c.recall == 0.5
+    total = c + m.detection_counts(truth, truth)
+    assert (total.true_predicted, total.predicted, total.detected_truth, total.truth) == (3, 5, 3, 4)
+    assert np.isnan(m.detection_counts(np.zeros((4, 4)), np.zeros((4, 4))).precision)
+
+
+def test_bootstrap_ci_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = y * 0.5 + rng.random(300)
+    auc = m.roc_auc(y, s)
+    low, high = m.bootstrap_ci(m.roc_auc, y, s, n_boot=300)
+    assert low < auc < high and high - low < 0.2
+    assert m.bootstrap_ci(m.roc_auc, y, s, n_boot=50) == m.bootstrap_ci(m.roc_auc, y, s, n_boot=50)  # seeded

@@ -1,9 +1,12 @@
 """Metrics (pure functions) and result tables."""
 from medklip.evaluation.metrics import (
     BinaryScores,
+    DetectionCounts,
     SegmentationScores,
     best_f1,
     best_threshold_segmentation,
+    bootstrap_ci,
+    detection_counts,
     dice,
     iou,
     macro,
@@ -14,5 +17,5 @@ from medklip.evaluation.metrics import (
     roc_curve,
 )
 
-__all__ = ["BinaryScores", "SegmentationScores", "best_f1", "best_threshold_segmentation", "dice", "iou",
+__all__ = ["BinaryScores", "DetectionCounts", "bootstrap_ci", "detection_counts", "SegmentationScores", "best_f1", "best_threshold_segmentation", "dice", "iou",
            "macro", "normalize_heatmap", "pointing_game", "precision_recall_curve", "roc_auc", "roc_curve"]

@@ -143,3 +143,63 @@ def best_threshold_segmentation(heatmaps: list[np.ndarray], masks: list[np.ndarr
         if d > best.dice:
             best = SegmentationScores(d, float(np.mean([iou(h >= t, m) for h, m in zip(norm, masks)])), float(t))
     return best
+
+
+# ------------------------------------------------------------------------- detection
+@dataclass
+class DetectionCounts:
+    """Connected regions of a binarised heatmap vs ground-truth regions, matched at an IoU."""
+
+    true_predicted: int
+    predicted: int
+    detected_truth: int
+    truth: int
+
+    def __add__(self, other: "DetectionCounts") -> "DetectionCounts":
+        return DetectionCounts(self.true_predicted + other.true_predicted, self.predicted + other.predicted,
+                               self.detected_truth + other.detected_truth, self.truth + other.truth)
+
+    @property
+    def precision(self) -> float:
+        return self.true_predicted / self.predicted if self.predicted else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.detected_truth / self.truth if self.truth else float("nan")
+
+
+def detection_counts(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.1) -> DetectionCounts:
+    """Each connected region is one detection / one ground-truth object (8-connectivity); a
+    predicted region is correct, and a true one detected, when their IoU reaches the threshold
+    (0.1 in the paper)."""
+    from scipy import ndimage
+
+    structure = np.ones((3, 3), bool)
+    p_lab, n_p = ndimage.label(np.asarray(pred, bool), structure)
+    t_lab, n_t = ndimage.label(np.asarray(truth, bool), structure)
+    hit = np.zeros((n_p, n_t), bool)
+    for i in range(1, n_p + 1):
+        pi = p_lab == i
+        for j in np.unique(t_lab[pi]):
+            if j == 0:
+                continue
+            tj = t_lab == j
+            hit[i - 1, j - 1] = iou(pi, tj) >= iou_threshold
+    return DetectionCounts(int(hit.any(1).sum()), n_p, int(hit.any(0).sum()), n_t)
+
+
+def bootstrap_ci(metric, *arrays, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap ``(low, high)`` of ``metric(*arrays)``, resampling rows with
+    replacement (resamples where the metric is NaN, e.g. one class only, are skipped)."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        v = metric(*(a[idx] for a in arrays))
+        if np.isfinite(v):
+            values.append(v)
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
