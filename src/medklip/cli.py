@@ -165,7 +165,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medklip.knowledge import parse_describe_args, read_descriptions
-    from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor, collect_images
+    from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor, collect_images, requested_names
 
     describe = parse_describe_args(args.describe) if args.describe else {}
     if args.describe_file:
@@ -176,7 +176,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     results = predictor.predict(files, findings, describe, batch_size=args.batch_size,
                                 heatmaps=bool(args.heatmaps)) if files else []
     results = failed + results
-    names = findings + [n for n in describe if n not in findings]
+    names = requested_names(findings, describe)
     if args.heatmaps:
         from medklip.zeroshot.visualize import save_overlay
 

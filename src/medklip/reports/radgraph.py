@@ -82,7 +82,7 @@ def radgraph_to_triplets(doc: Mapping[str, Any], report_filter: ReportFilter) ->
                 modifiers.setdefault(str(target), []).append(eid)
     out: list[Triplet] = []
     seen: set[tuple[str, str, int]] = set()
-    for eid, ent in entities.items():
+    for ent in entities.values():
         exist = _EXIST.get(ent.get("label", ""))
         if exist is None:
             continue

@@ -19,7 +19,7 @@ import torch
 
 from medklip.errors import TextEncoderNotFoundError
 from medklip.text.cache import CacheStats, EmbeddingCache, default_cache_dir
-from medklip.text.constants import DEFAULT_TEXT_ENCODER, PAPER_TEXT_ENCODER
+from medklip.text.constants import DEFAULT_TEXT_ENCODER
 
 logger = logging.getLogger(__name__)
 

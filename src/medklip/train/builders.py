@@ -94,7 +94,7 @@ def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
 def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and normalisation weights."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay},

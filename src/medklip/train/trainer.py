@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from medklip.config_utils import save_config, to_dict
+from medklip.config_utils import ConfigError, save_config, to_dict
 from medklip.knowledge import KnowledgeBase
 from medklip.labels import ABSENT, PRESENT
 from medklip.models import MedKLIP
@@ -115,8 +115,6 @@ class Pretrainer:
             if self.env.enabled else self.model
         o = cfg.optim
         if o.batch_size % (self.env.world_size * o.grad_accum):
-            from medklip.config_utils import ConfigError
-
             raise ConfigError(f"optim.batch_size {o.batch_size} must be divisible by processes x grad_accum "
                               f"({self.env.world_size} x {o.grad_accum})")
         self.micro_global = o.batch_size // o.grad_accum
@@ -124,8 +122,6 @@ class Pretrainer:
                                       seed=cfg.run.seed)
         self.micro_per_epoch = self.sampler.num_batches()
         if self.micro_per_epoch < o.grad_accum:
-            from medklip.config_utils import ConfigError
-
             raise ConfigError(f"{len(self.train_set)} training images are fewer than one batch of {o.batch_size}")
         self.steps_per_epoch = self.micro_per_epoch // o.grad_accum
         total = self.steps_per_epoch * o.epochs

@@ -34,6 +34,11 @@ class Prediction:
     error: str | None = None
 
 
+def requested_names(findings: Sequence[str], describe: Mapping[str, str] | None = None) -> list[str]:
+    """The findings asked for, in order: ``findings``, then described names not among them."""
+    return list(findings) + [n for n in (describe or {}) if n not in findings]
+
+
 def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Prediction]]:
     """Files to predict on (folders walked for image files) and the inputs that are not usable."""
     files: list[Path] = []
@@ -107,33 +112,29 @@ class Predictor:
         describe = dict(describe or {})
         names, emb = list(self.model.entity_names), [self.model.entity_embeddings.cpu()]
         known = {normalize_name(n): i for i, n in enumerate(names)}
-        extra_names, extra_texts = [], []
-        for name in list(findings) + [n for n in describe if n not in findings]:
-            key = normalize_name(name)
+        extra_texts: list[str] = []
+        rows: list[int] = []
+        for name in requested_names(findings, describe):
             if name in describe:
-                extra_names.append(name)
                 extra_texts.append(describe[name])
-            elif key not in known:
-                extra_names.append(name)
+            elif normalize_name(name) not in known:
                 extra_texts.append(self.knowledge.description(name))  # unknown -> error with close names
-        if extra_texts:
-            emb.append(self.encoder.encode(extra_texts))
-        all_names = names + extra_names
-        rows = []
-        for name in list(findings) + [n for n in describe if n not in findings]:
-            if name in extra_names:
-                rows.append(len(names) + extra_names.index(name))
             else:
                 rows.append(known[normalize_name(name)])
-        return all_names, torch.cat(emb), rows
+                continue
+            names.append(name)
+            rows.append(len(names) - 1)
+        if extra_texts:
+            emb.append(self.encoder.encode(extra_texts))
+        return names, torch.cat(emb), rows
 
     @torch.no_grad()
     def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
                 describe: Mapping[str, str] | None = None, batch_size: int = 16,
                 heatmaps: bool = True) -> list[Prediction]:
         """Predictions in input order; an unreadable image gets ``error`` and the rest go on."""
-        names, queries, rows = self.queries(findings, describe)
-        asked = list(findings) + [n for n in (describe or {}) if n not in findings]
+        _names, queries, rows = self.queries(findings, describe)
+        asked = requested_names(findings, describe)
         queries = queries.to(self.device)
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):

@@ -145,7 +145,7 @@ def render_anatomy(canvas: Canvas, rng: np.random.Generator) -> dict[str, np.nda
     density += 0.06 * soft(np.abs(x - 0.5) - 0.03, 0.01) * (y > 0.05)
     # ribs: posterior arcs on each side; clavicles
     ribs = np.zeros_like(density)
-    for side, sign in (("right", -1), ("left", 1)):
+    for sign in (-1, 1):  # right, left
         for k in range(9):
             y0 = 0.17 + k * 0.062
             curve = y0 + 0.9 * (x - 0.5) ** 2 - 0.05 * sign * (x - 0.5)

@@ -244,7 +244,7 @@ def draw_fracture(canvas: Canvas, layers: dict, density: np.ndarray, rng: np.ran
 def draw_covid(canvas: Canvas, layers: dict, density: np.ndarray, rng: np.random.Generator) -> Finding:
     """Bilateral, peripheral, lower-zone ground-glass opacities (test split only)."""
     region = np.zeros_like(density)
-    for side, sgn in (("right", -1), ("left", 1)):
+    for sgn in (-1, 1):  # right, left
         for _ in range(int(rng.integers(2, 4))):
             cx = 0.5 + sgn * rng.uniform(0.27, 0.33)
             cy = rng.uniform(0.5, 0.64)
