@@ -1,0 +1,32 @@
+"""Options and helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def knowledge_from_args(args: argparse.Namespace):
+    from medklip.knowledge import KnowledgeBase, parse_describe_args
+
+    kb = KnowledgeBase.load(args.knowledge)
+    if args.describe:
+        kb = kb.extend(parse_describe_args(args.describe))
+    return kb
+
+
+def add_knowledge_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--knowledge", metavar="FILE",
+                   help="descriptions to add or override (JSON/YAML mapping, CSV name,description, "
+                        "or NAME=DESCRIPTION lines), or a whole knowledge-base file")
+    p.add_argument("--describe", action="append", metavar="NAME=DESCRIPTION", default=[],
+                   help="add or override one entity description (repeatable)")
+
+
+def config_path(value: str | None):
+    from medklip.train.config import builtin_config
+
+    if value is None or Path(value).is_file():
+        return value
+    if "/" not in value and not value.endswith((".yaml", ".yml", ".json")):
+        return builtin_config(value)
+    return value  # load_config reports the missing file

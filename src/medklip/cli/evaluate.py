@@ -1,0 +1,82 @@
+"""``medklip evaluate``: zero-shot scores on the paper's benchmark datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def _list_datasets() -> int:
+    from medklip.data.benchmarks import benchmark_specs
+
+    for name, spec in benchmark_specs().items():
+        split = "/".join(str(f) for f in spec["split"])
+        print(f"{name}: {spec['title']} (split {split})\n  get it: {spec['source']}\n  layout: {spec['layout']}\n"
+              f"  classes -> entities: {', '.join(f'{k}->{v}' for k, v in spec['classes'].items())}\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_datasets()
+    from medklip.errors import MedKLIPError
+    from medklip.evaluation.benchmark import evaluate_dataset
+    from medklip.knowledge import parse_describe_args
+
+    missing = [o for o, v in (("--dataset", args.dataset), ("--root", args.root), ("--model", args.model)) if not v]
+    if missing:
+        raise MedKLIPError(f"{', '.join(missing)} required (or --list to see the datasets)")
+    out = args.output or f"runs/evaluate/{args.dataset}"
+    m = evaluate_dataset(args.dataset, args.root, args.model, out, split=args.split, split_file=args.split_file,
+                         seed=args.seed, text_encoder=args.text_encoder, device=args.device,
+                         describe=parse_describe_args(args.describe) if args.describe else None,
+                         by_name=not args.no_name_prompt, batch_size=args.batch_size, n_boot=args.bootstrap,
+                         mapping=args.mapping, labels=args.labels, progress=not args.quiet and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(m, indent=1))
+    else:
+        print(f"{m['dataset']} ({m['split']} split): {m['images']} images, {m['failed_images']} unreadable, "
+              f"{m['label_errors']} label rows unusable")
+        for name, v in m["classification"].items():
+            print(f"  {name:<28} AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  ACC {v['accuracy']:.4f}  ({v['positives']}/{v['n']})")
+        if "macro" in m and len(m["classification"]) > 1:
+            mac = m["macro"]
+            print(f"  {'macro':<28} AUC {mac['auc']:.4f}  F1 {mac['f1']:.4f}  ACC {mac['accuracy']:.4f}")
+        for name, v in m["grounding"].items():
+            print(f"  {name:<28} pointing game {v['pointing_game']:.4f}  recall {v['recall']:.4f}  precision "
+                  f"{v['precision']:.4f}  IoU {v['iou']:.4f}  Dice {v['dice']:.4f}  ({v['images']} images)")
+        print(f"written to {out}: metrics.json, metrics.csv, report.md, predictions.csv, errors.jsonl "
+              f"(split: {m['split_file']})")
+    finite = [v["auc"] for v in m["classification"].values() if not math.isnan(v["auc"])]
+    return 1 if m["failed_images"] or not (finite or m["grounding"]) else 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="zero-shot metrics on a benchmark dataset (ChestX-ray14, RSNA, SIIM, ...)",
+                       description="Read a benchmark in its published layout, split it as the paper does (seeded, "
+                                   "by patient; the split file is written so runs are comparable) and score a "
+                                   "model zero-shot: AUC / F1 / ACC with bootstrap CIs, grounding (pointing game, "
+                                   "detection recall / precision at IoU 0.1, IoU, Dice). `--list` shows the "
+                                   "datasets, where to get them and the layout each needs.")
+    p.add_argument("--list", action="store_true", help="list the datasets and their layouts")
+    p.add_argument("--dataset", help="chestxray14, rsna-pneumonia, siim-acr, covidx, covid-rural, edema-severity")
+    p.add_argument("--root", help="the dataset folder")
+    p.add_argument("--model", help="save_pretrained folder or official .pth")
+    p.add_argument("-o", "--output", help="run folder (default: runs/evaluate/DATASET)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
+    p.add_argument("--split-file", help="reuse a split.csv (id,split) from an earlier run")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    p.add_argument("--labels", help="edema-severity: the label CSV (default: the one in ROOT)")
+    p.add_argument("--mapping", help="YAML overriding a dataset's settings (e.g. its class -> entity map)")
+    p.add_argument("--describe", action="append", default=[], metavar="CLASS_OR_ENTITY=DESCRIPTION",
+                   help="query a class by this description instead (repeatable)")
+    p.add_argument("--no-name-prompt", action="store_true",
+                   help="skip the name-only prompt for entities the model was not trained on")
+    p.add_argument("--text-encoder", help="encoder for descriptions / official checkpoints")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (0: none)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", help="cpu / cuda (default: a GPU if there is one)")
+    p.add_argument("--json", action="store_true", help="print metrics.json")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_evaluate)

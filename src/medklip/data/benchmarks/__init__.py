@@ -1,0 +1,72 @@
+"""The paper's evaluation datasets, read from their published layouts (see ``benchmarks.yaml``)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from medklip.data.benchmarks.adapters import (
+    read_chestxray14,
+    read_covid_rural,
+    read_covidx,
+    read_edema,
+    read_rsna,
+    read_siim,
+)
+from medklip.data.benchmarks.base import (
+    SPLITS,
+    Benchmark,
+    BenchmarkError,
+    Region,
+    Sample,
+    make_split,
+    read_split,
+    write_split,
+)
+
+READERS: dict[str, Callable[..., Benchmark]] = {
+    "chestxray14": read_chestxray14,
+    "rsna-pneumonia": read_rsna,
+    "siim-acr": read_siim,
+    "covidx": read_covidx,
+    "covid-rural": read_covid_rural,
+    "edema-severity": read_edema,
+}
+
+
+def benchmark_specs(mapping: str | Path | None = None) -> dict[str, dict]:
+    """The packaged dataset descriptions, updated per dataset by ``mapping`` (a YAML file)."""
+    specs = yaml.safe_load(resources.files("medklip.data.benchmarks").joinpath("data/benchmarks.yaml").read_text())
+    if mapping is not None:
+        path = Path(mapping)
+        try:
+            extra = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise BenchmarkError(f"{path}: cannot read the mapping file ({exc})") from exc
+        if not isinstance(extra, dict):
+            raise BenchmarkError(f"{path}: expected a mapping of dataset name -> settings")
+        for name, settings in extra.items():
+            if name not in specs:
+                raise BenchmarkError(f"{path}: unknown dataset {name!r}; known: {', '.join(specs)}")
+            specs[name] = {**specs[name], **settings}
+    return specs
+
+
+def load_benchmark(name: str, root: str | Path, mapping: str | Path | None = None,
+                   labels: str | Path | None = None) -> Benchmark:
+    """Read dataset ``name`` from ``root`` (``labels``: the label file, for edema-severity)."""
+    specs = benchmark_specs(mapping)
+    if name not in READERS:
+        raise BenchmarkError(f"unknown dataset {name!r}; known: {', '.join(READERS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchmarkError(f"{root}: dataset folder not found")
+    if name == "edema-severity":
+        return read_edema(root, specs[name], Path(labels) if labels else None)
+    return READERS[name](root, specs[name])
+
+
+__all__ = ["READERS", "SPLITS", "Benchmark", "BenchmarkError", "Region", "Sample", "benchmark_specs",
+           "load_benchmark", "make_split", "read_split", "write_split"]

@@ -1,0 +1,143 @@
+"""What every benchmark adapter returns: samples with labels and (optional) regions, the
+dataset's class -> entity mapping, rows it could not use, and the paper's seeded split."""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from medklip.errors import MedKLIPError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class BenchmarkError(MedKLIPError):
+    """A dataset folder or split file that cannot be used; the message says what to do."""
+
+
+@dataclass
+class Region:
+    """Where a finding is, in the pixel space of the original image: boxes ``(x, y, w, h)``,
+    Kaggle SIIM run-length strings, or a mask file."""
+
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    rle: list[str] = field(default_factory=list)
+    mask_file: Path | None = None
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """Boolean mask of ``shape`` (the original image's ``(height, width)``)."""
+        from medklip.data.benchmarks.masks import boxes_to_mask, read_mask_file, rle_to_mask
+
+        out = np.zeros(shape, bool)
+        if self.boxes:
+            out |= boxes_to_mask(self.boxes, shape)
+        for rle in self.rle:
+            out |= rle_to_mask(rle, shape)
+        if self.mask_file is not None:
+            out |= read_mask_file(self.mask_file, shape)
+        return out
+
+
+@dataclass
+class Sample:
+    """One image of a benchmark: labels per dataset class (0/1, or the grade) and regions."""
+
+    id: str
+    image: Path
+    labels: dict[str, int]
+    group: str = ""  # patient id: the split keeps a patient's images together
+    regions: dict[str, Region] = field(default_factory=dict)
+
+
+@dataclass
+class Benchmark:
+    """A dataset read from its published layout."""
+
+    name: str
+    title: str
+    task: str  # classify | ground | grade
+    classes: dict[str, str]  # dataset class -> knowledge-base entity
+    samples: list[Sample]
+    split_fractions: tuple[float, float, float]
+    errors: list[dict] = field(default_factory=list)  # {"source", "row", "id", "error"}
+    grades: list[int] = field(default_factory=list)
+
+    def class_counts(self, samples: Sequence[Sample] | None = None) -> dict[str, int]:
+        """Positive images per class (images with grade > 0 for grading)."""
+        rows = self.samples if samples is None else samples
+        return {c: sum(1 for s in rows if s.labels.get(c, 0) > 0) for c in self.classes}
+
+    def subset(self, split: str, assignment: dict[str, str]) -> list[Sample]:
+        """The samples of one split (``"all"`` for every sample)."""
+        if split == "all":
+            return list(self.samples)
+        if split not in SPLITS:
+            raise BenchmarkError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} or all")
+        return [s for s in self.samples if assignment.get(s.id) == split]
+
+
+def make_split(samples: Sequence[Sample], fractions: Sequence[float], seed: int = 0) -> dict[str, str]:
+    """Seeded train/valid/test assignment by patient group, sizes as close to ``fractions`` as
+    whole patients allow: sample id -> split."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise BenchmarkError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    groups: dict[str, list[str]] = {}
+    for s in samples:
+        groups.setdefault(s.group or s.id, []).append(s.id)
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    total = len(samples)
+    bounds = np.cumsum(fractions)[:2] * total
+    assignment: dict[str, str] = {}
+    seen = 0
+    for k in order:
+        ids = groups[keys[k]]
+        split = SPLITS[int(np.searchsorted(bounds, seen, side="right"))]
+        for i in ids:
+            assignment[i] = split
+        seen += len(ids)
+    return assignment
+
+
+def write_split(assignment: dict[str, str], path: str | Path) -> Path:
+    """``id,split`` CSV, sorted by id, so a run can be repeated with ``--split-file``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "split"])
+        for k in sorted(assignment):
+            w.writerow([k, assignment[k]])
+    return path
+
+
+def read_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, str]:
+    """Read a split file written by :func:`write_split`; ids it lists that the dataset lacks
+    are an error (a different dataset version), dataset ids it lacks are logged and left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"{path}: split file not found")
+    assignment: dict[str, str] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"id", "split"} <= set(reader.fieldnames):
+            raise BenchmarkError(f"{path}: a split file needs the columns id,split (got {reader.fieldnames})")
+        for line, row in enumerate(reader, start=2):
+            if row["split"] not in SPLITS:
+                raise BenchmarkError(f"{path}:{line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
+            assignment[row["id"]] = row["split"]
+    ids = {s.id for s in samples}
+    unknown = [k for k in assignment if k not in ids]
+    if unknown:
+        raise BenchmarkError(f"{path}: {len(unknown)} ids are not in this dataset (first: {unknown[:3]}); "
+                             "was the split written for another version or --dataset?")
+    missing = len(ids) - len(assignment)
+    if missing:
+        logger.warning("%s: %d images of the dataset are in no split and are left out", path, missing)
+    return assignment

@@ -1,0 +1,71 @@
+"""Ground-truth masks from the datasets' own encodings: boxes, SIIM run-length strings, mask images."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from medklip.errors import MedKLIPError
+
+
+def boxes_to_mask(boxes: Iterable[tuple[float, float, float, float]], shape: tuple[int, int]) -> np.ndarray:
+    """Fill ``(x, y, w, h)`` boxes (pixels, origin top-left) into a boolean mask of ``shape``."""
+    mask = np.zeros(shape, bool)
+    h, w = shape
+    for x, y, bw, bh in boxes:
+        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+        x1, y1 = min(w, int(round(x + bw))), min(h, int(round(y + bh)))
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def rle_to_mask(rle: str, shape: tuple[int, int]) -> np.ndarray:
+    """Decode one SIIM-ACR ``EncodedPixels`` string (``-1`` = empty).
+
+    The Kaggle encoding: pairs ``(gap, length)`` where each gap is counted from the end of the
+    previous run, over the image flattened column by column (so the result is transposed).
+    """
+    text = rle.strip()
+    h, w = shape
+    flat = np.zeros(h * w, bool)
+    if text in ("", "-1"):
+        return flat.reshape(h, w)
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except ValueError as exc:
+        raise MedKLIPError(f"run-length string is not a list of integers: {text[:40]!r}...") from exc
+    if len(values) % 2:
+        raise MedKLIPError(f"run-length string has an odd number of values ({len(values)})")
+    pos = 0
+    for gap, length in zip(values[0::2], values[1::2]):
+        pos += int(gap)
+        if pos + length > flat.size:
+            raise MedKLIPError(f"run-length string runs past the end of a {w}x{h} image")
+        flat[pos:pos + length] = True
+        pos += int(length)
+    return flat.reshape(w, h).T
+
+
+def read_mask_file(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask image (any nonzero pixel is inside), resized to ``shape`` if it differs."""
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, ValueError) as exc:
+        raise MedKLIPError(f"{path}: cannot read the mask image ({exc})") from exc
+    if img.size != (shape[1], shape[0]):
+        img = img.convert("L").resize((shape[1], shape[0]), Image.NEAREST)
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(-1)
+    return arr > 0
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask to ``(height, width)``."""
+    if mask.shape == tuple(shape):
+        return mask
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
+    return np.asarray(img) > 0
