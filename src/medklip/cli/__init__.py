@@ -16,6 +16,7 @@ from medklip.cli.evaluate import add_evaluate
 from medklip.cli.knowledge import add_convert_official, add_knowledge
 from medklip.cli.predict import add_predict
 from medklip.cli.reports import add_extract
+from medklip.cli.serve import add_serve
 from medklip.cli.train import add_demo, add_prepare, add_pretrain, add_synthetic
 from medklip.errors import MedKLIPError
 
@@ -24,6 +25,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_extract,
     add_predict,
     add_evaluate,
+    add_serve,
     add_pretrain,
     add_prepare,
     add_synthetic,
