@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from medklip import __version__
 from medklip.cli.evaluate import add_evaluate
+from medklip.cli.finetune import add_finetune
 from medklip.cli.knowledge import add_convert_official, add_knowledge
 from medklip.cli.predict import add_predict
 from medklip.cli.reports import add_extract
@@ -27,6 +28,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_evaluate,
     add_serve,
     add_pretrain,
+    add_finetune,
     add_prepare,
     add_synthetic,
     add_knowledge,

@@ -93,6 +93,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_dicom(path) if is_dicom(path) else read_raster(path)
 
 
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file without decoding its pixels."""
+    path = Path(path)
+    try:
+        if is_dicom(path):
+            import pydicom
+
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            return int(ds.Rows), int(ds.Columns)
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except Exception as exc:  # pydicom and PIL raise many kinds
+        raise ImageReadError(f"{path}: cannot read the image size ({exc})") from exc
+
+
 def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8), mode="L")
 

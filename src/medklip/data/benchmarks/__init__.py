@@ -14,6 +14,7 @@ from medklip.data.benchmarks.adapters import (
     read_edema,
     read_rsna,
     read_siim,
+    read_synthetic,
 )
 from medklip.data.benchmarks.base import (
     SPLITS,
@@ -33,6 +34,7 @@ READERS: dict[str, Callable[..., Benchmark]] = {
     "covidx": read_covidx,
     "covid-rural": read_covid_rural,
     "edema-severity": read_edema,
+    "synthetic": read_synthetic,
 }
 
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from medklip.data.benchmarks.base import Benchmark, BenchmarkError, Region, Sample
@@ -56,8 +57,10 @@ def _benchmark(name: str, spec: dict, samples: list[Sample], errors: list[dict])
                              f"{errors[0]['error'] if errors else 'the label file is empty'})")
     if errors:
         logger.warning("%s: %d label rows could not be used (listed in the run's errors file)", name, len(errors))
-    return Benchmark(name, spec["title"], spec["task"], dict(spec["classes"]), samples,
-                     tuple(spec["split"]), errors, list(spec.get("grades", [])))
+    classes = dict(spec["classes"])
+    return Benchmark(name, spec["title"], spec["task"], classes, samples, tuple(spec["split"]), errors,
+                     list(spec.get("grades", [])), spec.get("grade_class", next(iter(classes))),
+                     spec.get("segment_class", next(iter(classes)) if len(classes) == 1 else None))
 
 
 def _error(source: Path, row: int, id_: str, error: str) -> dict:
@@ -246,3 +249,32 @@ def read_edema(root: Path, spec: dict, labels: Path | None = None) -> Benchmark:
         else:
             samples.append(Sample(id_, path, {cls: grade}, group))
     return _benchmark("edema-severity", spec, samples, errors)
+
+
+# ----------------------------------------------------------------------------- synthetic world
+def read_synthetic(root: Path, spec: dict) -> Benchmark:
+    """The synthetic world's ground-truth split (``medklip synthetic``): labels, masks, and a
+    4-level grade (the number of findings present, capped at 3) for the grading task."""
+    import json
+
+    labels_file, manifest = root / "test_labels.jsonl", root / "manifest.jsonl"
+    if not labels_file.is_file() or not manifest.is_file():
+        raise BenchmarkError(f"{root}: not a synthetic world (write one with `medklip synthetic -o {root}`)")
+    images = {r["study_id"]: r["image"] for r in map(json.loads, manifest.read_text().splitlines())}
+    classes = spec["classes"]
+    samples, errors = [], []
+    for i, row in enumerate(map(json.loads, labels_file.read_text().splitlines()), start=1):
+        sid = row["study_id"]
+        path = root / images.get(sid, "")
+        if sid not in images or not path.is_file():
+            errors.append(_error(labels_file, i, sid, "image not found"))
+            continue
+        labels = {c: int(row["labels"].get(c, 0)) for c in classes}
+        labels["burden"] = min(3, sum(labels.values()))
+        masks = root / row["masks"]
+        regions = {}
+        if masks.is_file():
+            with np.load(masks) as f:
+                regions = {c: Region(npz=(masks, c)) for c in f.files if c in classes}
+        samples.append(Sample(sid, path, labels, sid, regions))
+    return _benchmark("synthetic", spec, samples, errors)

@@ -29,6 +29,7 @@ class Region:
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     rle: list[str] = field(default_factory=list)
     mask_file: Path | None = None
+    npz: tuple[Path, str] | None = None  # (file, key): a mask array in an .npz (the synthetic world)
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Boolean mask of ``shape`` (the original image's ``(height, width)``)."""
@@ -41,6 +42,11 @@ class Region:
             out |= rle_to_mask(rle, shape)
         if self.mask_file is not None:
             out |= read_mask_file(self.mask_file, shape)
+        if self.npz is not None:
+            from medklip.data.benchmarks.masks import resize_mask
+
+            with np.load(self.npz[0]) as f:
+                out |= resize_mask(f[self.npz[1]].astype(bool), shape)
         return out
 
 
@@ -67,6 +73,8 @@ class Benchmark:
     split_fractions: tuple[float, float, float]
     errors: list[dict] = field(default_factory=list)  # {"source", "row", "id", "error"}
     grades: list[int] = field(default_factory=list)
+    grade_class: str | None = None  # the label that holds the grade (grading tasks)
+    segment_class: str | None = None  # the class whose masks segmentation learns
 
     def class_counts(self, samples: Sequence[Sample] | None = None) -> dict[str, int]:
         """Positive images per class (images with grade > 0 for grading)."""

@@ -1,0 +1,80 @@
+"""Fine-tuning configuration (YAML + ``--set`` overrides, as for pre-training)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+TASKS = ("classify", "segment", "grade")
+
+
+@dataclass
+class FinetuneData:
+    dataset: str = "synthetic"
+    """A benchmark name (``medklip evaluate --list``) or ``synthetic``."""
+    root: str = "runs/finetune-world"
+    """The dataset folder; for ``synthetic`` it is written there first when missing."""
+    synthetic_images: int = 1000
+    synthetic_seed: int = 1
+    """A different seed from pre-training's world, so fine-tuning images are new."""
+    fraction: float = 1.0
+    """Share of the training split used (the paper: 0.01, 0.1, 1.0), stratified and seeded."""
+    split_file: str | None = None
+    classes: list[str] | None = None
+    """Classes to classify (default: all of the dataset)."""
+    labels: str | None = None
+    """edema-severity: the label CSV."""
+    image_cache: str | None = None
+    """Folder for resized copies of the images (worth it for full-size DICOMs)."""
+    workers: int = 2
+
+
+@dataclass
+class FinetuneModel:
+    backbone: str = "resnet50"
+    """Used for ``init: scratch``; an initialising model brings its own."""
+    image_size: int = 224
+
+
+@dataclass
+class FinetuneOptim:
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    epochs: int = 50
+    warmup_epochs: float = 1
+    batch_size: int = 32
+    patience: int = 10
+    """Stop when the validation metric has not improved for this many epochs."""
+    amp: str = "auto"
+
+
+@dataclass
+class FinetuneRun:
+    output: str = "runs/finetune"
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (smoke tests)."""
+    log_every_steps: int = 10
+
+
+@dataclass
+class FinetuneConfig:
+    task: str = "classify"
+    init: str = "scratch"
+    """``scratch``, a ``save_pretrained`` folder, or an official ``.pth``: conv1..layer3 come from it."""
+    data: FinetuneData = field(default_factory=FinetuneData)
+    model: FinetuneModel = field(default_factory=FinetuneModel)
+    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
+    run: FinetuneRun = field(default_factory=FinetuneRun)
+
+
+def builtin_finetune_config(name: str) -> Path:
+    """A config shipped with medklip: ``paper`` or ``synthetic-small``."""
+    path = Path(str(resources.files("medklip.finetune").joinpath(f"configs/{name}.yaml")))
+    if not path.is_file():
+        from medklip.config_utils import ConfigError
+
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no built-in fine-tuning config {name!r}; known: {', '.join(known)}")
+    return path

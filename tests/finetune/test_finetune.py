@@ -1,0 +1,146 @@
+"""Fine-tuning: every task on the synthetic world, exact resume, fraction sampling, initialising
+from a medklip folder and from the official-format checkpoint, DDP with 2 CPU processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from medklip import MedKLIP, MedKLIPConfig
+from medklip.cli import main
+from medklip.config_utils import load_config
+from medklip.data.benchmarks import load_benchmark, make_split
+from medklip.data.synthetic import WorldConfig, generate_world
+from medklip.errors import CheckpointError
+from medklip.finetune import FinetuneConfig, finetune
+from medklip.finetune.data import sample_fraction, stratum, task_classes
+from medklip.finetune.models import build_model, read_medklip_trunk
+from medklip.knowledge import KnowledgeBase
+
+TINY = ["model.backbone=resnet18", "model.image_size=64", "optim.batch_size=16", "optim.lr=0.001",
+        "optim.warmup_epochs=0", "data.workers=0", "data.dataset=synthetic"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("ftworld"), WorldConfig(train=0, validation=0, test=80,
+                                                                          image_size=64, seed=5))
+
+
+def config(world, out, *extra) -> FinetuneConfig:
+    return load_config(FinetuneConfig, None, [*TINY, f"data.root={world}", f"run.output={out}", *extra])
+
+
+@pytest.mark.parametrize("task", ["classify", "segment", "grade"])
+def test_each_task_learns_and_writes_its_table(world, tmp_path, task) -> None:
+    cfg = config(world, tmp_path / task, f"task={task}", "optim.epochs=6", "optim.patience=50")
+    result = finetune(cfg, progress=False)
+    assert result.losses[-1] < result.losses[0]
+    metrics = json.loads((tmp_path / task / "metrics.json").read_text())
+    assert metrics["task"] == task and metrics["epochs_run"] == 6 and metrics["train_images"] == 48
+    table = {"classify": "Table 5", "segment": "Table 6", "grade": "Table 7"}[task]
+    assert table in (tmp_path / task / "report.md").read_text()
+    assert (tmp_path / task / "best" / "model.safetensors").is_file()
+    assert (tmp_path / task / "config.yaml").is_file() and (tmp_path / task / "train_log.csv").is_file()
+    if task == "segment":
+        assert 0 <= metrics["test"]["dice"] <= 1 and metrics["test"]["positive_images"] > 0
+    else:
+        assert 0 <= metrics["test"]["macro"]["auc"] <= 1
+        assert len(metrics["test"]["per_class"]) == (4 if task == "grade" else 16)
+
+
+def test_resume_continues_exactly(world, tmp_path) -> None:
+    straight = finetune(config(world, tmp_path / "a", "optim.epochs=4", "optim.patience=50"), progress=False)
+    finetune(config(world, tmp_path / "b", "optim.epochs=4", "optim.patience=50", "run.max_steps=6"),
+             progress=False)  # 2 epochs of 3 steps, then "interrupted"
+    resumed = finetune(config(world, tmp_path / "b", "optim.epochs=4", "optim.patience=50"),
+                       resume=tmp_path / "b", progress=False)
+    assert resumed.losses == pytest.approx(straight.losses, abs=1e-5)
+    assert resumed.test["macro"]["auc"] == pytest.approx(straight.test["macro"]["auc"], abs=1e-6)
+
+
+def test_fraction_is_stratified_seeded_and_written(world, tmp_path) -> None:
+    bench = load_benchmark("synthetic", world)
+    train = bench.subset("train", make_split(bench.samples, bench.split_fractions, 0))
+    classes = task_classes(bench, "classify", None)
+    a = sample_fraction(train, 0.1, 0, "classify", classes, bench)
+    assert [s.id for s in a] == [s.id for s in sample_fraction(train, 0.1, 0, "classify", classes, bench)]
+    prevalence = {c: sum(s.labels[c] for s in train) / len(train) for c in classes}
+    strata = {stratum(s, "classify", classes, bench, prevalence) for s in train}
+    assert {stratum(s, "classify", classes, bench, prevalence) for s in a} == strata  # every stratum kept
+    assert len(a) < len(train) and sample_fraction(train, 1.0, 0, "classify", classes, bench) == train
+    grades = sample_fraction(train, 0.25, 0, "grade", task_classes(bench, "grade", None), bench)
+    assert {s.labels["burden"] for s in grades} == {s.labels["burden"] for s in train}
+    cfg = config(world, tmp_path / "f", "data.fraction=0.1", "optim.epochs=1")
+    finetune(cfg, progress=False)
+    ids = (tmp_path / "f" / "train_ids.txt").read_text().split()
+    assert ids == [s.id for s in a] and (tmp_path / "f" / "split.csv").is_file()
+
+
+def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, reference_dir, minilm) -> None:
+    torch.manual_seed(0)
+    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
+                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
+    folder = model.save_pretrained(tmp_path / "m")
+    net = build_model("classify", "resnet50", 3, str(folder))  # the folder's backbone wins
+    assert net.encoder.backbone == "resnet18"
+    assert torch.equal(net.encoder.layer3[0].conv1.weight, model.image_encoder.backbone.layer3[0].conv1.weight)
+    official = reference_dir / "reference_checkpoint.pth"
+    raw = torch.load(official, map_location="cpu", weights_only=True)["model"]
+    seg = build_model("segment", "resnet50", 1, str(official))
+    assert torch.equal(seg.encoder.conv1.weight, raw["module.res_features.0.weight"])
+    assert torch.equal(seg.encoder.layer3[5].bn3.running_var, raw["module.res_features.6.5.bn3.running_var"])
+    trunk, backbone = read_medklip_trunk(official)
+    assert backbone == "resnet50" and not any(k.startswith("layer4") for k in trunk)
+    with pytest.raises(CheckpointError, match="no such model folder"):
+        build_model("classify", "resnet50", 2, str(tmp_path / "nothing"))
+
+
+def test_cli_finetune_and_bad_dataset(world, tmp_path, capsys) -> None:
+    args = ["finetune", "--task", "grade", "--dataset", "synthetic", "--root", str(world), "--init", "scratch",
+            "--fraction", "0.5", "-o", str(tmp_path / "run"), "-q"] + [x for s in TINY for x in ("--set", s)]
+    assert main(args + ["--set", "optim.epochs=1"]) == 0
+    assert "macro AUC" in capsys.readouterr().out
+    assert main(["finetune", "--task", "segment", "--dataset", "covidx", "--root", str(world), "-q"]) == 2
+    assert "no train.txt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(world, tmp_path) -> None:
+    """torchrun with 2 gloo processes = 1 process with the same global batch: after one step the
+    weights agree (SyncBN statistics included). Adam's first step moves every weight by about
+    lr * sign(gradient), so the few gradients that are zero up to rounding may differ in sign;
+    all other weights must be equal."""
+    from safetensors.torch import load_file
+
+    settings = [*TINY, f"data.root={world}", "optim.epochs=2", "run.max_steps=1"]
+    common = [x for s in settings for x in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, "-m", "medklip", "finetune", "-q", *common, "-o", str(tmp_path / "one")]
+    subprocess.run(one, check=True, env=env, capture_output=True)
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           "--master_port=29533", "-m", "medklip", "finetune", "-q", *common, "-o", str(tmp_path / "two")]
+    res = subprocess.run(two, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = (load_file(str(tmp_path / n / "best" / "model.safetensors")) for n in ("one", "two"))
+    floats = [k for k in a if a[k].is_floating_point()]
+    differing = sum(int(((a[k] - b[k]).abs() > 1e-5).sum()) for k in floats)
+    assert differing < 1e-3 * sum(a[k].numel() for k in floats)
+    assert max(float((a[k] - b[k]).abs().max()) for k in floats if "running" in k) < 1e-5
+
+
+def test_segmentation_on_the_rsna_layout_with_box_masks(tmp_path) -> None:
+    from tests.data.benchmark_fixtures import make_rsna
+
+    make_rsna(tmp_path / "rsna", multi=3, single=5, negative=12)
+    settings = [s for s in TINY if not s.startswith("data.dataset")]
+    cfg = load_config(FinetuneConfig, None, [*settings, "task=segment", "data.dataset=rsna-pneumonia",
+                                             f"data.root={tmp_path / 'rsna'}", f"run.output={tmp_path / 'run'}",
+                                             f"data.image_cache={tmp_path / 'cache'}", "optim.epochs=2"])
+    result = finetune(cfg, progress=False)
+    assert result.test["images"] == 4 and len(result.losses) == 2
+    assert any((tmp_path / "cache").rglob("*.png"))  # full-size DICOMs decoded once
