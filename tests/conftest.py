@@ -39,3 +39,22 @@ def minilm():
     from medklip.text import TextEncoder
 
     return TextEncoder()
+
+
+def make_tiny_model(encoder, seed: int = 0):
+    """A small random MedKLIP (ResNet-18 trunk, 64 px, one decoder layer) over the knowledge base."""
+    import torch
+
+    from medklip import MedKLIP, MedKLIPConfig
+    from medklip.knowledge import KnowledgeBase
+
+    torch.manual_seed(seed)
+    config = MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1, dim_feedforward=64)
+    return MedKLIP.from_knowledge_base(config, KnowledgeBase.default(), encoder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, minilm) -> Path:
+    """:func:`make_tiny_model` saved with ``save_pretrained`` (shared by the predict / evaluate /
+    web tests, which do not modify it)."""
+    return make_tiny_model(minilm).save_pretrained(tmp_path_factory.mktemp("tiny") / "model")

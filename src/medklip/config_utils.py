@@ -112,3 +112,14 @@ def save_config(config: Any, path: str | Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def packaged_config(package: str, name: str) -> Path:
+    """``configs/<name>.yaml`` shipped inside ``package``; an unknown name lists the known ones."""
+    from importlib import resources
+
+    path = Path(str(resources.files(package).joinpath(f"configs/{name}.yaml")))
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no built-in config {name!r}; known: {', '.join(known)}")
+    return path

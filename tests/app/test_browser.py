@@ -14,10 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
-from medklip import MedKLIP, MedKLIPConfig
-from medklip.knowledge import KnowledgeBase
 from tests.data.test_image_io import rg1_path
 
 pytestmark = pytest.mark.slow
@@ -38,12 +35,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, minilm):
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
-                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
-    folder = model.save_pretrained(tmp_path_factory.mktemp("m") / "model")
-    folder = os.environ.get("MEDKLIP_SCREENSHOT_MODEL", folder)  # docs: the screenshot with a trained model
+def server(tmp_path_factory, tiny_model_dir):
+    folder = os.environ.get("MEDKLIP_SCREENSHOT_MODEL", tiny_model_dir)  # docs: the screenshot with a trained model
     port = _free_port()
     log = tmp_path_factory.mktemp("log") / "serve.log"
     with log.open("w") as out:

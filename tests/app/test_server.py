@@ -8,22 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from medklip import MedKLIP, MedKLIPConfig
 from medklip.app import PredictionService, create_app
-from medklip.knowledge import KnowledgeBase
 from medklip.zeroshot.predict import Predictor
+from tests.conftest import make_tiny_model
 from tests.data.test_image_io import rg1_path
 
 
 @pytest.fixture(scope="module")
 def client(minilm):
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
-                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
+    model = make_tiny_model(minilm)
     service = PredictionService(Predictor(model, device="cpu"), max_upload_mb=8, model_name="tiny")
     service.predictor._encoder = minilm
     return TestClient(create_app(service))

@@ -8,9 +8,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medklip.data.benchmarks import BenchmarkError, load_benchmark, make_split, read_split, write_split
+from medklip.data.benchmarks import (
+    BenchmarkError,
+    load_benchmark,
+    make_split,
+    read_split,
+    write_split,
+)
 from medklip.data.benchmarks.masks import boxes_to_mask, rle_to_mask
-from tests.data.benchmark_fixtures import make_chestxray14, make_rsna, make_siim, radiograph
+from tests.data.benchmark_fixtures import (
+    make_chestxray14,
+    make_rsna,
+    make_siim,
+    radiograph,
+)
 
 
 def test_rle_is_column_major_with_relative_gaps() -> None:

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import torch
+from PIL import Image
 
 from medklip.data.manifest import read_manifest
 from medklip.data.pretrain import PretrainDataset
 from medklip.data.transforms import eval_transform, train_transform
 from medklip.knowledge import KnowledgeBase
-from PIL import Image
 
 
 def _world(tmp_path):

@@ -4,7 +4,12 @@ import json
 
 import numpy as np
 
-from medklip.data.synthetic import SEEN_FINDINGS, WorldConfig, generate_world, make_study
+from medklip.data.synthetic import (
+    SEEN_FINDINGS,
+    WorldConfig,
+    generate_world,
+    make_study,
+)
 from medklip.reports import ReportFilter
 
 CFG = WorldConfig(train=40, validation=8, test=40, image_size=96, covid_rate=0.3)

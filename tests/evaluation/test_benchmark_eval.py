@@ -6,22 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from medklip import MedKLIP, MedKLIPConfig
 from medklip.cli import main
 from medklip.evaluation.benchmark import grounding
-from medklip.knowledge import KnowledgeBase
 from tests.data.benchmark_fixtures import make_rsna, radiograph
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, minilm):
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
-                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
-    return model.save_pretrained(tmp_path_factory.mktemp("m") / "model")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_grounding_metrics_on_hand_made_maps() -> None:
@@ -104,3 +98,22 @@ def test_evaluate_unseen_covid_by_name_and_description(model_dir, tmp_path) -> N
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["grounding"]) == {"COVID-19", "COVID-19 (name)"} and m["classification"] == {}
     assert m["prompts"] == {"COVID-19": "covid-19", "COVID-19 (name)": "covid-19 [name]"}
+
+
+def test_evaluate_edema_grades(model_dir, tmp_path) -> None:
+    root = tmp_path / "edema"
+    rows = [("10000032", f"5000000{i}", f"d{i}", i % 4) for i in range(8)]
+    lines = ["subject_id,study_id,dicom_id,edema_severity"]
+    for k, (sid, study, dicom, grade) in enumerate(rows):
+        folder = root / "files" / f"p{sid[:2]}" / f"p{sid}" / f"s{study}"
+        folder.mkdir(parents=True)
+        Image.fromarray(radiograph((64, 64), k)).save(folder / f"{dicom}.jpg")
+        lines.append(f"{sid},{study},{dicom},{grade}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert main(["evaluate", "--dataset", "edema-severity", "--root", str(root), "--model", str(model_dir),
+                 "--split", "all", "--bootstrap", "0", "-q", "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["grading"]["Edema"]["images_per_grade"] == {"0": 2, "1": 2, "2": 2, "3": 2}
+    assert m["classification"]["Edema"]["positives"] == 6
+    assert "Severity grades" in (out / "report.md").read_text()

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 
-from medklip import MedKLIP, MedKLIPConfig
 from medklip.cli import main
 from medklip.config_utils import load_config
 from medklip.data.benchmarks import load_benchmark, make_split
@@ -19,7 +18,7 @@ from medklip.errors import CheckpointError
 from medklip.finetune import FinetuneConfig, finetune
 from medklip.finetune.data import sample_fraction, stratum, task_classes
 from medklip.finetune.models import build_model, read_medklip_trunk
-from medklip.knowledge import KnowledgeBase
+from tests.conftest import make_tiny_model
 
 TINY = ["model.backbone=resnet18", "model.image_size=64", "optim.batch_size=16", "optim.lr=0.001",
         "optim.warmup_epochs=0", "data.workers=0", "data.dataset=synthetic"]
@@ -82,9 +81,7 @@ def test_fraction_is_stratified_seeded_and_written(world, tmp_path) -> None:
 
 
 def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, reference_dir, minilm) -> None:
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
-                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
+    model = make_tiny_model(minilm)
     folder = model.save_pretrained(tmp_path / "m")
     net = build_model("classify", "resnet50", 3, str(folder))  # the folder's backbone wins
     assert net.encoder.backbone == "resnet18"

@@ -7,7 +7,11 @@ import pytest
 
 from medklip.cli import main
 from medklip.reports import ReportFilter
-from medklip.reports.radgraph import RadGraphFormatError, iter_radgraph_documents, radgraph_to_triplets
+from medklip.reports.radgraph import (
+    RadGraphFormatError,
+    iter_radgraph_documents,
+    radgraph_to_triplets,
+)
 
 DOC = {
     "text": "Small left lower lobe effusion . No pneumothorax . Possible right pneumonia . Heart is enlarged .",

@@ -7,23 +7,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from medklip import MedKLIP, MedKLIPConfig
 from medklip.cli import main
 from medklip.errors import UnknownEntityError
-from medklip.knowledge import KnowledgeBase
 from medklip.zeroshot.predict import Predictor
 from tests.data.test_image_io import rg1_path
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, minilm):
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1,
-                                                      dim_feedforward=64), KnowledgeBase.default(), minilm)
-    return model.save_pretrained(tmp_path_factory.mktemp("m") / "model")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_predictor_seen_added_and_described(model_dir) -> None:

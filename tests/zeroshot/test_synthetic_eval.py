@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import torch
-
-from medklip import MedKLIP, MedKLIPConfig
 from medklip.data.synthetic import SEEN_FINDINGS, WorldConfig, generate_world
 from medklip.knowledge import KnowledgeBase
 from medklip.zeroshot.synthetic import evaluate_synthetic
+from tests.conftest import make_tiny_model
 
 
 def test_evaluate_synthetic_writes_metrics_report_and_pictures(tmp_path, minilm) -> None:
     world = generate_world(tmp_path / "w", WorldConfig(train=4, validation=2, test=40, image_size=64, covid_rate=0.3))
-    torch.manual_seed(0)
-    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64,
-                                                      num_layers=1, dim_feedforward=64), KnowledgeBase.default(), minilm)
+    model = make_tiny_model(minilm)
     metrics = evaluate_synthetic(model, world, tmp_path / "out", minilm,
                                  KnowledgeBase.default().description("covid-19"), n_overlays=2)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-
-from medklip.errors import MedKLIPError
 
 from medklip.cli.common import add_knowledge_options, knowledge_from_args
 

@@ -5,15 +5,18 @@ import argparse
 import json
 import sys
 
-from medklip.errors import MedKLIPError
-
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv as csv_module
     from pathlib import Path
 
     from medklip.knowledge import parse_describe_args, read_descriptions
-    from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor, collect_images, requested_names
+    from medklip.zeroshot.predict import (
+        DEFAULT_FINDINGS,
+        Predictor,
+        collect_images,
+        requested_names,
+    )
 
     describe = parse_describe_args(args.describe) if args.describe else {}
     if args.describe_file:

@@ -22,7 +22,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", encoding="utf-8"))
         errors = sys.stderr if errors_path == "-" else stack.enter_context(open(errors_path, "w", encoding="utf-8"))
         if args.from_radgraph:
-            from medklip.reports.radgraph import iter_radgraph_documents, radgraph_to_triplets
+            from medklip.reports.radgraph import (
+                iter_radgraph_documents,
+                radgraph_to_triplets,
+            )
 
             n = 0
             for doc_id, doc in iter_radgraph_documents(args.from_radgraph):

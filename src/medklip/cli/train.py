@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-
-from medklip.errors import MedKLIPError
 
 from medklip.cli.common import config_path
 

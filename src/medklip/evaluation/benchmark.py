@@ -208,7 +208,12 @@ def evaluate_dataset(dataset: str, root: str | Path, model, out_dir: str | Path,
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient) or reuse
     ``split_file``, score ``model`` zero-shot on ``split`` and write the run into ``out_dir``:
     metrics.json, metrics.csv, report.md, predictions.csv, errors.jsonl, split.csv, plots."""
-    from medklip.data.benchmarks import load_benchmark, make_split, read_split, write_split
+    from medklip.data.benchmarks import (
+        load_benchmark,
+        make_split,
+        read_split,
+        write_split,
+    )
     from medklip.evaluation.report import write_run
     from medklip.zeroshot.predict import Predictor
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 TASKS = ("classify", "segment", "grade")
@@ -71,10 +70,6 @@ class FinetuneConfig:
 
 def builtin_finetune_config(name: str) -> Path:
     """A config shipped with medklip: ``paper`` or ``synthetic-small``."""
-    path = Path(str(resources.files("medklip.finetune").joinpath(f"configs/{name}.yaml")))
-    if not path.is_file():
-        from medklip.config_utils import ConfigError
+    from medklip.config_utils import packaged_config
 
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"no built-in fine-tuning config {name!r}; known: {', '.join(known)}")
-    return path
+    return packaged_config("medklip.finetune", name)

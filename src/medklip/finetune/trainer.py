@@ -20,11 +20,26 @@ from medklip.config_utils import ConfigError, save_config, to_dict
 from medklip.data.benchmarks import make_split, read_split, write_split
 from medklip.data.image_io import ImageCache
 from medklip.finetune.config import TASKS, FinetuneConfig
-from medklip.finetune.data import FinetuneDataset, load_finetune_benchmark, sample_fraction, task_classes
+from medklip.finetune.data import (
+    FinetuneDataset,
+    load_finetune_benchmark,
+    sample_fraction,
+    task_classes,
+)
 from medklip.finetune.metrics import collect, markdown, score
 from medklip.finetune.models import build_model, dice_bce_loss
-from medklip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from medklip.train.distributed import ShardedSampler, cleanup_distributed, convert_sync_batchnorm, setup_distributed
+from medklip.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from medklip.train.distributed import (
+    ShardedSampler,
+    cleanup_distributed,
+    convert_sync_batchnorm,
+    setup_distributed,
+)
 from medklip.train.schedule import cosine_with_warmup
 
 logger = logging.getLogger(__name__)
@@ -163,7 +178,6 @@ class Finetuner:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
     def run(self) -> FinetuneResult:
-        c = self.config
         log_path = self.out / "train_log.csv"
         fresh = self.epoch == 0 and self.step == 0
         tb = None

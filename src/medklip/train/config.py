@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from medklip.data.synthetic import WorldConfig
@@ -73,10 +72,6 @@ class PretrainConfig:
 
 def builtin_config(name: str) -> Path:
     """Path of a config shipped with medklip (``paper``, ``cpu-small``, ``demo``, ``demo-quick``)."""
-    path = Path(str(resources.files("medklip.train").joinpath(f"configs/{name}.yaml")))
-    if not path.is_file():
-        from medklip.config_utils import ConfigError
+    from medklip.config_utils import packaged_config
 
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"no built-in config {name!r}; known: {', '.join(known)}")
-    return path
+    return packaged_config("medklip.train", name)

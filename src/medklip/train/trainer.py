@@ -20,7 +20,12 @@ from medklip.knowledge import KnowledgeBase
 from medklip.labels import ABSENT, PRESENT
 from medklip.models import MedKLIP
 from medklip.train import builders
-from medklip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from medklip.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from medklip.train.config import PretrainConfig
 from medklip.train.distributed import (
     ShardedSampler,

@@ -13,9 +13,20 @@ from PIL import Image
 
 from medklip.data.synthetic import SEEN_FINDINGS
 from medklip.data.transforms import eval_transform
-from medklip.evaluation import best_f1, best_threshold_segmentation, macro, pointing_game, roc_curve
+from medklip.evaluation import (
+    best_f1,
+    best_threshold_segmentation,
+    macro,
+    pointing_game,
+    roc_curve,
+)
 from medklip.models import MedKLIP
-from medklip.zeroshot.visualize import markdown_table, save_overlay, save_roc_curves, upsample
+from medklip.zeroshot.visualize import (
+    markdown_table,
+    save_overlay,
+    save_roc_curves,
+    upsample,
+)
 
 logger = logging.getLogger(__name__)
 

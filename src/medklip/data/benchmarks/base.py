@@ -33,7 +33,11 @@ class Region:
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Boolean mask of ``shape`` (the original image's ``(height, width)``)."""
-        from medklip.data.benchmarks.masks import boxes_to_mask, read_mask_file, rle_to_mask
+        from medklip.data.benchmarks.masks import (
+            boxes_to_mask,
+            read_mask_file,
+            rle_to_mask,
+        )
 
         out = np.zeros(shape, bool)
         if self.boxes:
