@@ -22,11 +22,12 @@ def add_knowledge_options(p: argparse.ArgumentParser) -> None:
                    help="add or override one entity description (repeatable)")
 
 
-def config_path(value: str | None):
-    from medklip.train.config import builtin_config
+def config_path(value: str | None, package: str = "medklip.train"):
+    """A config file, or the built-in config of that name shipped in ``package``."""
+    from medklip.config_utils import packaged_config
 
     if value is None or Path(value).is_file():
         return value
     if "/" not in value and not value.endswith((".yaml", ".yml", ".json")):
-        return builtin_config(value)
+        return packaged_config(package, value)
     return value  # load_config reports the missing file

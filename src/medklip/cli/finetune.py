@@ -4,20 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
-
-def _config_path(value: str | None):
-    from medklip.finetune.config import builtin_finetune_config
-
-    if value is None or Path(value).is_file():
-        return value
-    if "/" not in value and not value.endswith((".yaml", ".yml", ".json")):
-        return builtin_finetune_config(value)
-    return value
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from medklip.cli.common import config_path
     from medklip.config_utils import load_config
     from medklip.finetune import FinetuneConfig, finetune
 
@@ -26,7 +16,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                        ("data.root", args.root), ("data.fraction", args.fraction), ("run.output", args.output)):
         if value is not None:
             overrides.insert(0, f"{key}={value}")
-    config = load_config(FinetuneConfig, _config_path(args.config), overrides)
+    config = load_config(FinetuneConfig, config_path(args.config, "medklip.finetune"), overrides)
     result = finetune(config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     test = result.test
     headline = (f"Dice {test['dice']:.4f} (IoU {test['iou']:.4f})" if config.task == "segment"
