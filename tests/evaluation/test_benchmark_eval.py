@@ -98,6 +98,12 @@ def test_evaluate_unseen_covid_by_name_and_description(model_dir, tmp_path) -> N
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["grounding"]) == {"COVID-19", "COVID-19 (name)"} and m["classification"] == {}
     assert m["prompts"] == {"COVID-19": "covid-19", "COVID-19 (name)": "covid-19 [name]"}
+    # a description for a class: used instead of the knowledge base's; an unknown name is an error
+    args = ["evaluate", "--dataset", "covid-rural", "--root", str(cr), "--model", str(model_dir), "--split", "all",
+            "--bootstrap", "0", "-q", "--no-name-prompt"]
+    assert main(args + ["-o", str(tmp_path / "d"), "--describe", "COVID-19=Ground-glass opacities at both bases."]) == 0
+    assert set(json.loads((tmp_path / "d" / "metrics.json").read_text())["grounding"]) == {"COVID-19"}
+    assert main(args + ["-o", str(tmp_path / "e"), "--describe", "sarcoid=Hilar nodes."]) == 2
 
 
 def test_evaluate_edema_grades(model_dir, tmp_path) -> None:

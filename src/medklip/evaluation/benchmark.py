@@ -78,8 +78,11 @@ def run_benchmark(predictor, bench: Benchmark, samples: list[Sample], describe: 
                   n_overlays: int = 6, progress: bool = False) -> EvaluationRun:
     """Predict every sample (unreadable images are listed, not fatal) and score them."""
     prompts, name_texts = build_prompts(bench, predictor.model.entity_names, by_name)
-    texts = {**name_texts, **{bench.classes[c]: t for c, t in (describe or {}).items() if c in bench.classes},
-             **{k: t for k, t in (describe or {}).items() if k in bench.classes.values()}}
+    unknown = [k for k in describe or {} if k not in bench.classes and k not in bench.classes.values()]
+    if unknown:
+        raise MedKLIPError(f"--describe {unknown}: not a class or entity of {bench.name} "
+                           f"(classes: {', '.join(bench.classes)})")
+    texts = {**name_texts, **{bench.classes.get(k, k): t for k, t in (describe or {}).items()}}
     findings = [p.key for p in prompts if p.key not in texts]
     _names, queries, rows = predictor.queries(findings, texts)
     order = findings + [k for k in texts if k not in findings]
