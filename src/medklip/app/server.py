@@ -32,7 +32,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from medklip.data.image_io import ImageReadError, is_dicom, read_image
 from medklip.errors import MedKLIPError, UnknownEntityError
 from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor
 
@@ -114,21 +113,15 @@ class PredictionService:
         with tempfile.TemporaryDirectory(prefix="medklip-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"  # the user's filename never becomes a path
             path.write_bytes(data)
-            if suffix == ".dcm" and not is_dicom(path):
-                raise UploadError(f"{filename} is not a DICOM file", 415)
-            try:
-                pixels = read_image(path)
-            except ImageReadError as exc:
-                raise UploadError(str(exc).replace(str(path), filename or "the upload"), 422) from exc
-            with self._lock:
+            with self._lock:  # the Predictor decodes the file and keeps its pixels for the response
                 try:
                     [result] = self.predictor.predict([path], findings, described, batch_size=1)
                 except UnknownEntityError as exc:
                     raise UploadError(str(exc).split(" To use")[0] + " To ask for a new finding, type its name "
                                       "and description under 'A new disease'.") from exc
         if result.error:
-            raise UploadError(result.error.replace(str(path), filename), 422)
-        return self._response(filename, pixels, result, findings, described)
+            raise UploadError(result.error.replace(str(path), filename or "the upload"), 422)
+        return self._response(filename, result.pixels, result, findings, described)
 
     def _response(self, filename: str, pixels: np.ndarray, result, findings: list[str], described: dict) -> dict:
         scale = min(1.0, MAX_SIDE / max(pixels.shape))

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from medklip.data.benchmarks import Benchmark, BenchmarkError, Sample, load_benchmark
-from medklip.data.image_io import ImageCache, load_pil
+from medklip.data.image_io import ImageCache, image_shape, load_pil
 from medklip.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,6 @@ class FinetuneDataset(Dataset):
         region = sample.regions.get(self.classes[0])
         if region is None or sample.labels.get(self.classes[0], 0) <= 0:
             return x, torch.zeros(1, self.size, self.size)
-        from medklip.data.image_io import image_shape
-
         mask = region.mask(image_shape(sample.image))
         m = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.size, self.size), Image.NEAREST)
         if flip:
