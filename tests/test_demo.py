@@ -20,9 +20,10 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     for value in [metrics["seen_macro_auc"], metrics["pointing_game"], metrics["dice"],
                   *metrics["per_finding_auc"].values(), *metrics["unseen"]["covid-19"].values()]:
         assert 0.0 <= value <= 1.0
-    # well above chance: a broken trainer, loss, filter or data path fails here (measured 0.740
-    # on 2 cores; the 0.75 needs a longer run than the 3-minute budget, see the README)
-    assert metrics["seen_macro_auc"] >= 0.70, metrics["per_finding_auc"]
+    # well above chance (the bar): a broken trainer, loss, filter or data path fails here
+    # (measured 0.777 on 2 cores in 2.5 min)
+    assert metrics["seen_macro_auc"] >= 0.75, metrics["per_finding_auc"]
+    assert 0.0 <= metrics["grounding"]["pointing_game_ceiling"] <= 1.0
     import csv
 
     with (tmp_path / "demo" / "pretrain" / "train_log.csv").open() as f:

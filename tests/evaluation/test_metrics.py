@@ -88,3 +88,28 @@ def test_bootstrap_ci_brackets_the_estimate() -> None:
     low, high = m.bootstrap_ci(m.roc_auc, y, s, n_boot=300)
     assert low < auc < high and high - low < 0.2
     assert m.bootstrap_ci(m.roc_auc, y, s, n_boot=50) == m.bootstrap_ci(m.roc_auc, y, s, n_boot=50)  # seeded
+
+
+def test_pointing_game_ceiling_counts_masks_holding_a_peak_pixel() -> None:
+    from medklip.zeroshot.visualize import upsample
+
+    peaks = m.patch_peak_pixels((2, 2), (8, 8))
+    # every one-hot map on the grid peaks at one of the listed pixels
+    for r in range(2):
+        for c in range(2):
+            h = np.zeros((2, 2))
+            h[r, c] = 1
+            up = upsample(h, (8, 8))
+            assert tuple(np.unravel_index(np.argmax(up), up.shape)) in {tuple(p) for p in peaks}
+    big = np.zeros((8, 8), bool)
+    big[:, :4] = True  # half the image: holds the peaks of the left patches
+    assert m.pointing_game_ceiling(big, peaks)
+    thin = np.zeros((8, 8), bool)
+    thin[:, 3] = True  # a one-pixel line between the patch centres of a 2x2 grid: no map can hit it
+    assert not m.pointing_game_ceiling(thin, peaks)
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # no heatmap scores a hit the ceiling rules out
+        up = upsample(rng.random((2, 2)), (8, 8))
+        assert not m.pointing_game(up, thin)
+        mask = rng.random((8, 8)) < 0.1
+        assert not m.pointing_game(up, mask) or m.pointing_game_ceiling(mask, peaks)

@@ -115,6 +115,25 @@ def test_wrong_inputs_are_explained() -> None:
         model.loss(out, torch.zeros(1, 4))
 
 
+def test_scaled_attention_initialisation_gives_each_entity_its_own_pooling() -> None:
+    d = SMALL["d_model"]
+    release = small_model(q=8)
+    scaled = small_model(q=8, init="scaled-attention")
+    for layer in scaled.fusion.layers:
+        for attn in (layer.self_attn, layer.cross_attn):
+            assert abs(attn.in_proj_weight[: 2 * d].std().item() - 0.1) < 0.01  # query, key
+            assert abs(attn.in_proj_weight[2 * d:].std().item() - 0.02) < 0.004  # value: the release's
+    assert abs(scaled.existence_head.weight.std().item() - 0.02) < 0.005
+    assert scaled.image_encoder.patch_fc1.weight.std().item() > 1.5 * release.image_encoder.patch_fc1.weight.std().item()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        spread = {name: m.eval()(images).attentions[-1].std(dim=1).mean().item()  # across entities
+                  for name, m in (("release", release), ("scaled", scaled))}
+    assert spread["scaled"] > 10 * spread["release"]
+    with pytest.raises(ValueError, match="init must be one of"):
+        MedKLIPConfig(init="xavier")
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="backbone"):
         MedKLIPConfig(backbone="vgg16")

@@ -104,6 +104,37 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     return bool(np.asarray(mask, bool).ravel()[int(np.argmax(heatmap))])
 
 
+def pointing_game_ceiling(mask: np.ndarray, peak_pixels: np.ndarray) -> bool:
+    """Whether a heatmap *could* score a pointing-game hit on ``mask`` when its maximum can only
+    fall on ``peak_pixels`` (``[K, 2]`` rows / columns), e.g. the pixels where a patch-grid map
+    peaks after upsampling. The mean over instances is the ceiling of the pointing game at that
+    resolution: small or thin masks between patch centres cannot be hit, whatever the model does."""
+    mask = np.asarray(mask, bool)
+    peaks = np.asarray(peak_pixels, int).reshape(-1, 2)
+    return bool(mask[peaks[:, 0], peaks[:, 1]].any())
+
+
+def patch_peak_pixels(grid: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """``[K, 2]`` pixels where a ``grid`` heatmap, bilinearly upsampled to ``shape``
+    (``align_corners=False``), can take its maximum.
+
+    A bilinear interpolant peaks at a grid sample, so the argmax is a pixel next to a patch
+    centre: along each axis, the pixels clamped onto that sample (at the borders) and the nearest
+    pixel on either side of it (rounding decides between them)."""
+    axes = []
+    for n, g in zip(shape, grid):
+        src = np.clip((np.arange(n) + 0.5) * g / n - 0.5, 0, g - 1)
+        near: list[set[int]] = []
+        for j in range(g):
+            cand = set(np.flatnonzero(src == j).tolist())
+            below, above = np.flatnonzero(src < j), np.flatnonzero(src > j)
+            cand |= {int(below.max())} if below.size else set()
+            cand |= {int(above.min())} if above.size else set()
+            near.append(cand)
+        axes.append(near)
+    return np.array(sorted({(r, c) for rows in axes[0] for cols in axes[1] for r in rows for c in cols}), int)
+
+
 def dice(pred: np.ndarray, mask: np.ndarray) -> float:
     pred, mask = np.asarray(pred, bool), np.asarray(mask, bool)
     denom = pred.sum() + mask.sum()

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024}
 """Channels after ``layer3`` of each supported torchvision ResNet."""
+INITS = ("release", "scaled-attention")
 
 
 @dataclass
@@ -23,6 +24,11 @@ class MedKLIPConfig:
     num_exist_classes: int = 2
     backbone_weights: str | None = None
     """Optional path to torchvision ResNet weights (``.pth``) to start the backbone from."""
+    init: str = "release"
+    """Initial weights. ``release``: Linear and attention weights N(0, 0.02), as the official code.
+    ``scaled-attention``: the same, except the attention query / key projections N(0, 0.1) and the
+    patch MLP PyTorch's default (Kaiming-uniform), so that the cross-attention logits start large
+    enough for each entity to pool its own patches; a short CPU run learns much faster (README)."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_CHANNELS:
@@ -31,6 +37,8 @@ class MedKLIPConfig:
             )
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
 

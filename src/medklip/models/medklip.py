@@ -34,6 +34,21 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.in_proj_bias)
 
 
+@torch.no_grad()
+def scale_attention_init(model: "MedKLIP", qk_std: float = 0.1) -> None:
+    """The ``scaled-attention`` init (on top of :func:`init_weights`): query / key projections of
+    every attention N(0, ``qk_std``), the patch MLP PyTorch's default. With the release's init the
+    cross-attention logits start near 0, every entity pools the same average of the patches, and
+    the shared existence head has to tell entities apart through the feed-forward layer, which is
+    slow; larger logits give each entity its own pooling from the first step."""
+    d = model.config.d_model
+    for module in model.fusion.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            nn.init.normal_(module.in_proj_weight[: 2 * d], mean=0.0, std=qk_std)
+    model.image_encoder.patch_fc1.reset_parameters()
+    model.image_encoder.patch_fc2.reset_parameters()
+
+
 class MedKLIP(nn.Module):
     """MedKLIP (Wu et al., ICCV 2023).
 
@@ -76,6 +91,8 @@ class MedKLIP(nn.Module):
         self.text_encoder_info: dict | None = None
         """Which text encoder made the embeddings (name, identity, pooling), when known."""
         self.apply(init_weights)
+        if config.init == "scaled-attention":
+            scale_attention_init(self)
 
     # ------------------------------------------------------------------ queries
     def _check_embeddings(self, emb: torch.Tensor, what: str) -> torch.Tensor:

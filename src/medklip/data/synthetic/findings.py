@@ -66,7 +66,7 @@ def prepare_hyperinflation(patient: Patient, rng: np.random.Generator) -> Findin
 def draw_effusion(canvas: Canvas, layers: dict, density: np.ndarray, rng: np.random.Generator) -> Finding:
     side = rng.choice(["right", "left"])
     size = rng.choice(SIZES, p=[0.45, 0.35, 0.2])
-    height = {"small": 0.05, "moderate": 0.11, "large": 0.18}[size]
+    height = {"small": 0.075, "moderate": 0.12, "large": 0.18}[size]
     top = canvas.patient.dome_right if side == "right" else canvas.patient.dome_left
     lateral = np.clip((canvas.x - 0.5) * (1 if side == "left" else -1) / 0.4, 0, 1)
     level = top + 0.05 - height - 0.06 * lateral ** 2  # meniscus: higher laterally
@@ -106,7 +106,7 @@ def _airspace(kind: str, contrast: float, canvas: Canvas, layers: dict, density:
 
 
 def draw_opacity(canvas, layers, density, rng):
-    return _airspace("opacity", 0.2, canvas, layers, density, rng)
+    return _airspace("opacity", 0.24, canvas, layers, density, rng)
 
 
 def draw_consolidation(canvas, layers, density, rng):
@@ -152,7 +152,7 @@ def draw_round(kind: str, canvas: Canvas, layers: dict, density: np.ndarray, rng
     side = rng.choice(["right", "left"])
     zone = rng.choice(["upper", "mid", "lower"])
     cx, cy = _zone_center(side, zone, rng)
-    r = rng.uniform(0.02, 0.028) if kind == "nodule" else rng.uniform(0.05, 0.07)
+    r = rng.uniform(0.026, 0.034) if kind == "nodule" else rng.uniform(0.05, 0.07)
     region = _blob(canvas, cx, cy, r, r * rng.uniform(0.85, 1.1), rng, 0.05 if kind == "nodule" else 0.25)
     density += (0.36 if kind == "nodule" else 0.38) * region
     return Finding(kind, side=side, zone=zone, positions=[f"{side}_{zone}_lung"], mask=region > 0.4,
@@ -233,25 +233,26 @@ def draw_fracture(canvas: Canvas, layers: dict, density: np.ndarray, rng: np.ran
     y0 = 0.17 + k * 0.062
     x0 = 0.5 + sgn * rng.uniform(0.3, 0.38)
     curve = y0 + 0.9 * (x0 - 0.5) ** 2 - 0.05 * sgn * (x0 - 0.5)
-    gap = soft(np.maximum(np.abs(canvas.x - x0) - 0.012, np.abs(canvas.y - curve) - 0.016), 0.004)
-    density -= 0.12 * gap * layers["ribs"]
-    callus = soft(np.hypot((canvas.x - x0 - 0.016 * sgn) / 1.6, canvas.y - curve - 0.008) - 0.018, 0.005)
-    density += 0.16 * callus
+    gap = soft(np.maximum(np.abs(canvas.x - x0) - 0.014, np.abs(canvas.y - curve) - 0.018), 0.004)
+    density -= 0.14 * gap * layers["ribs"]
+    callus = soft(np.hypot((canvas.x - x0 - 0.02 * sgn) / 1.6, canvas.y - curve - 0.008) - 0.026, 0.006)
+    density += 0.24 * callus
     return Finding("fracture", side=side, positions=["rib"], mask=(gap > 0.4) | (callus > 0.4),
                    detail={"rib": k + 3})
 
 
 def draw_covid(canvas: Canvas, layers: dict, density: np.ndarray, rng: np.random.Generator) -> Finding:
-    """Bilateral, peripheral, lower-zone ground-glass opacities (test split only)."""
+    """Bilateral, peripheral, lower-zone ground-glass opacities (test split only): the texture
+    and density of ``opacity`` in the pattern that marks covid-19."""
     region = np.zeros_like(density)
     for sgn in (-1, 1):  # right, left
-        for _ in range(int(rng.integers(2, 4))):
-            cx = 0.5 + sgn * rng.uniform(0.27, 0.33)
-            cy = rng.uniform(0.5, 0.64)
-            region = np.maximum(region, _blob(canvas, cx, cy, rng.uniform(0.04, 0.06), rng.uniform(0.04, 0.06), rng, 0.5))
+        for _ in range(int(rng.integers(1, 3))):
+            cx = 0.5 + sgn * rng.uniform(0.25, 0.31)
+            cy = rng.uniform(0.52, 0.62)
+            region = np.maximum(region, _blob(canvas, cx, cy, rng.uniform(0.06, 0.085), rng.uniform(0.05, 0.07), rng, 0.5))
     lungs = np.clip(layers["lung_right"] + layers["lung_left"], 0, 1)
     region *= lungs
-    density += 0.14 * region * (0.75 + 0.25 * smooth_noise(rng, canvas.size, 6))
+    density += 0.22 * region * (0.7 + 0.3 * smooth_noise(rng, canvas.size, 8))
     return Finding("covid-19", side="both", positions=["left_lower_lung", "right_lower_lung"], mask=region > 0.35)
 
 

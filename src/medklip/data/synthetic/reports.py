@@ -136,7 +136,7 @@ def write_report(findings: list[Finding], rng: np.random.Generator, hedge_rate: 
     body = [sentence(f, rng, h) for f, h in zip(findings, hedged)]
     present = {f.kind for f in findings}
     absent = [k for k in NEGATIONS if not NEGATION_GROUPS.get(k, {k}) & present]
-    for k in rng.permutation(absent)[: int(rng.integers(2, 5))]:
+    for k in rng.permutation(absent)[: int(rng.integers(4, 9))]:
         body.append(_pick(rng, NEGATIONS[str(k)]))
     if not present & _LUNG_KINDS:
         body.insert(0, _pick(rng, ["The lungs are clear.", "Lungs are clear bilaterally.", "The lungs are well expanded and clear."]))

@@ -29,7 +29,7 @@ from medklip.data.synthetic.reports import write_report
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 EVAL_ENTITY = {
     "effusion": "effusion", "opacity": "opacity", "consolidation": "consolidation", "pneumonia": "pneumonia",
     "atelectasis": "atelectasis", "pneumothorax": "pneumothorax", "cardiomegaly": "cardiomegaly",
