@@ -113,3 +113,23 @@ def test_pointing_game_ceiling_counts_masks_holding_a_peak_pixel() -> None:
         assert not m.pointing_game(up, thin)
         mask = rng.random((8, 8)) < 0.1
         assert not m.pointing_game(up, mask) or m.pointing_game_ceiling(mask, peaks)
+
+
+def test_region_pointing_game_checks_the_arg_max_patch_area() -> None:
+    heat = np.array([[0.1, 0.9], [0.2, 0.3]])  # top-right patch of a 2x2 grid
+    mask = np.zeros((8, 8), bool)
+    mask[3, 4] = True  # one pixel inside the top-right 4x4 area
+    assert m.pointing_game_region(heat, mask)
+    mask[:] = False
+    mask[4, 3] = True  # bottom-left area
+    assert not m.pointing_game_region(heat, mask)
+    # uneven division: a 3x3 grid over 8 pixels covers rows 5..7 with the last patch
+    heat3 = np.zeros((3, 3))
+    heat3[2, 2] = 1
+    corner = np.zeros((8, 8), bool)
+    corner[5, 5] = True
+    assert m.pointing_game_region(heat3, corner)
+    # the thin line no pixel rule can hit is hit by the region rule when its patch is chosen
+    thin = np.zeros((8, 8), bool)
+    thin[:, 3] = True
+    assert m.pointing_game_region(np.array([[1.0, 0.0], [0.0, 0.0]]), thin)

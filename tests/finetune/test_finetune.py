@@ -126,7 +126,9 @@ def test_two_cpu_processes_match_one(world, tmp_path) -> None:
     a, b = (load_file(str(tmp_path / n / "best" / "model.safetensors")) for n in ("one", "two"))
     floats = [k for k in a if a[k].is_floating_point()]
     differing = sum(int(((a[k] - b[k]).abs() > 1e-5).sum()) for k in floats)
-    assert differing < 1e-3 * sum(a[k].numel() for k in floats)
+    # measured 0.27% on the synthetic world v3 (gradients that are zero up to rounding); the
+    # same step on a different batch of the same world changes 45% of the weights
+    assert differing < 1e-2 * sum(a[k].numel() for k in floats)
     assert max(float((a[k] - b[k]).abs().max()) for k in floats if "running" in k) < 1e-5
 
 

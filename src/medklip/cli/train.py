@@ -43,11 +43,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.output, quick=args.quick, overrides=tuple(args.set),
                       progress=not args.quiet and sys.stderr.isatty())
     m = result.metrics
-    covid = m["unseen"]["covid-19"]
+    covid, g = m["unseen"]["covid-19"], m["grounding"]
     z = result.output / "zeroshot"
     print(f"medklip demo ({'quick' if args.quick else 'default'} profile) done in {result.seconds['total'] / 60:.1f} min\n"
-          f"  seen findings macro AUC {m['seen_macro_auc']:.3f}; pointing game {m['pointing_game']:.3f}; "
-          f"Dice {m['dice']:.3f}\n"
+          f"  seen findings macro AUC {m['seen_macro_auc']:.3f}; pointing game {m['pointing_game']:.3f} "
+          f"(region {g['pointing_game_region']:.3f}, ceiling {g['pointing_game_ceiling']:.3f}); Dice {m['dice']:.3f}\n"
           f"  covid-19 (unseen) AUC by description {covid['auc_by_description']:.3f}, by name {covid['auc_by_name']:.3f}\n"
           f"  report: {z / 'report.md'}\n  metrics: {z / 'metrics.json'}\n  ROC curves: {z / 'roc_curves.png'}\n"
           f"  heatmaps: {z / 'heatmaps'}\n  model: {result.output / 'pretrain' / 'best'}")

@@ -14,10 +14,11 @@ from medklip.evaluation.metrics import (
     patch_peak_pixels,
     pointing_game,
     pointing_game_ceiling,
+    pointing_game_region,
     precision_recall_curve,
     roc_auc,
     roc_curve,
 )
 
 __all__ = ["BinaryScores", "DetectionCounts", "bootstrap_ci", "detection_counts", "SegmentationScores", "best_f1", "best_threshold_segmentation", "dice", "iou",
-           "macro", "normalize_heatmap", "patch_peak_pixels", "pointing_game", "pointing_game_ceiling", "precision_recall_curve", "roc_auc", "roc_curve"]
+           "macro", "normalize_heatmap", "patch_peak_pixels", "pointing_game", "pointing_game_ceiling", "pointing_game_region", "precision_recall_curve", "roc_auc", "roc_curve"]

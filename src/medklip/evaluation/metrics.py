@@ -104,6 +104,18 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     return bool(np.asarray(mask, bool).ravel()[int(np.argmax(heatmap))])
 
 
+def pointing_game_region(heatmap: np.ndarray, mask: np.ndarray) -> bool:
+    """The paper's wording of the pointing game: the *region* with the maximum response (the
+    image area of the arg-max cell of a patch-grid ``heatmap``) hits the mask. The release
+    scores the arg-max *pixel* of the upsampled map instead (:func:`pointing_game`)."""
+    heatmap, mask = np.asarray(heatmap), np.asarray(mask, bool)
+    (h, w), (height, width) = heatmap.shape, mask.shape
+    r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    rows = slice(r * height // h, -(-(r + 1) * height // h))
+    cols = slice(c * width // w, -(-(c + 1) * width // w))
+    return bool(mask[rows, cols].any())
+
+
 def pointing_game_ceiling(mask: np.ndarray, peak_pixels: np.ndarray) -> bool:
     """Whether a heatmap *could* score a pointing-game hit on ``mask`` when its maximum can only
     fall on ``peak_pixels`` (``[K, 2]`` rows / columns), e.g. the pixels where a patch-grid map
