@@ -126,10 +126,7 @@ def evaluate_synthetic(model: MedKLIP, world: str | Path, out_dir: str | Path, e
 
 def _grounding(model: MedKLIP, test: TestSet, seen: list[str], heat: np.ndarray, covid_heat: np.ndarray,
                y_covid: np.ndarray) -> dict:
-    hits: list[bool] = []
-    region_hits: dict[str, list[bool]] = {}
-    ceiling: list[bool] = []
-    per: dict[str, list[bool]] = {}
+    hits: dict[str, dict[str, list[bool]]] = {"pixel": {}, "region": {}, "ceiling": {}}  # rule -> finding
     pairs: dict[str, tuple[list, list]] = {}
     peaks: dict[tuple[int, int], np.ndarray] = {}
     for i, mask_path in enumerate(test.masks):
@@ -141,24 +138,27 @@ def _grounding(model: MedKLIP, test: TestSet, seen: list[str], heat: np.ndarray,
             h = covid_heat[i] if name == COVID else heat[i, model.entity_names.index(name)]
             up = upsample(h, mask.shape)
             if name != COVID:
-                hit = pointing_game(up, mask)
-                hits.append(hit)
                 if mask.shape not in peaks:
                     peaks[mask.shape] = patch_peak_pixels(h.shape, mask.shape)
-                ceiling.append(pointing_game_ceiling(mask, peaks[mask.shape]))
-                region_hits.setdefault(name, []).append(pointing_game_region(h, mask))
-                per.setdefault(name, []).append(hit)
+                for rule, hit in (("pixel", pointing_game(up, mask)), ("region", pointing_game_region(h, mask)),
+                                  ("ceiling", pointing_game_ceiling(mask, peaks[mask.shape]))):
+                    hits[rule].setdefault(name, []).append(hit)
             pairs.setdefault(name, ([], []))
             pairs[name][0].append(up)
             pairs[name][1].append(mask)
     dice = {n: best_threshold_segmentation(h, m).dice for n, (h, m) in pairs.items()}
     covid_pg = [pointing_game(h, m) for h, m in zip(*pairs.get(COVID, ([], [])))]
+
+    def pooled(rule: str) -> float:  # over all instances of all findings
+        values = [x for v in hits[rule].values() for x in v]
+        return float(np.mean(values)) if values else float("nan")
+
     return {
-        "pointing_game": float(np.mean(hits)) if hits else float("nan"),
-        "pointing_game_per_finding": {k: float(np.mean(v)) for k, v in per.items()},
-        "pointing_game_ceiling": float(np.mean(ceiling)) if ceiling else float("nan"),
-        "pointing_game_region": float(np.mean([x for v in region_hits.values() for x in v])) if region_hits else float("nan"),
-        "pointing_game_region_per_finding": {k: float(np.mean(v)) for k, v in region_hits.items()},
+        "pointing_game": pooled("pixel"),
+        "pointing_game_per_finding": {k: float(np.mean(v)) for k, v in hits["pixel"].items()},
+        "pointing_game_ceiling": pooled("ceiling"),
+        "pointing_game_region": pooled("region"),
+        "pointing_game_region_per_finding": {k: float(np.mean(v)) for k, v in hits["region"].items()},
         "dice": macro(v for k, v in dice.items() if k != COVID),
         "dice_per_finding": dice,
         "covid-19_by_description": {"pointing_game": float(np.mean(covid_pg)) if covid_pg else float("nan"),
