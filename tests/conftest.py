@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference material in ../shared and a private embedding cache."""
+"""Shared fixtures: the test fixtures in ``tests/fixtures`` (no ``../shared`` needed), a private
+embedding cache, the packaged MiniLM and a tiny model."""
 from __future__ import annotations
 
 import os
@@ -7,22 +8,12 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """``../shared`` next to the repository (present for every developer and in CI)."""
-    path = Path(os.environ.get("MEDKLIP_SHARED_DIR", REPO_ROOT.parent / "shared"))
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"{path} is missing: the tests need the project's shared/ folder beside the repo "
-            "(or MEDKLIP_SHARED_DIR pointing at it)"
-        )
-    return path
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    return shared_dir() / "reference" / "official_medklip"
+def fixtures_dir() -> Path:
+    return FIXTURES
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,3 +49,12 @@ def tiny_model_dir(tmp_path_factory, minilm) -> Path:
     """:func:`make_tiny_model` saved with ``save_pretrained`` (shared by the predict / evaluate /
     web tests, which do not modify it)."""
     return make_tiny_model(minilm).save_pretrained(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def official_fixture(tmp_path_factory):
+    """The official release's weights and inputs drawn by the reference procedure, written as a
+    checkpoint in the release's format, with the official code's stored outputs."""
+    from tests.official_regen import regenerate
+
+    return regenerate(tmp_path_factory.mktemp("official"))

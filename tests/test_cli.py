@@ -39,7 +39,7 @@ def test_unknown_entity_is_a_clear_error(capsys) -> None:
     assert "unknown entity 'pneumonis'" in err and "pneumonia" in err and "Traceback" not in err
 
 
-def test_convert_official_offline_error(capsys, reference_dir, tmp_path) -> None:
-    code = main(["convert-official", str(reference_dir / "reference_checkpoint.pth"), "-o", str(tmp_path / "m")])
+def test_convert_official_offline_error(capsys, official_fixture, tmp_path) -> None:
+    code = main(["convert-official", str(official_fixture.checkpoint), "-o", str(tmp_path / "m")])
     assert code == 2
     assert "--text-encoder DIR" in capsys.readouterr().err

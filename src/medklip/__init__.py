@@ -5,18 +5,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["MedKLIP", "MedKLIPConfig", "KnowledgeBase", "TextEncoder", "__version__"]
+__all__ = ["MedKLIP", "MedKLIPConfig", "KnowledgeBase", "Predictor", "TextEncoder", "__version__", "create_model"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from medklip.knowledge import KnowledgeBase
     from medklip.models import MedKLIP, MedKLIPConfig
+    from medklip.models.factory import create_model
     from medklip.text import TextEncoder
+    from medklip.zeroshot.predict import Predictor
 
 _LAZY = {
     "MedKLIP": "medklip.models",
     "MedKLIPConfig": "medklip.models",
     "KnowledgeBase": "medklip.knowledge",
     "TextEncoder": "medklip.text",
+    "create_model": "medklip.models.factory",
+    "Predictor": "medklip.zeroshot.predict",
 }
 
 

@@ -23,3 +23,11 @@ class TextEncoderNotFoundError(MedKLIPError):
 
 class CheckpointError(MedKLIPError):
     """A checkpoint or saved-model folder that cannot be loaded as asked."""
+
+
+class ImageReadError(MedKLIPError):
+    """An image file that cannot be read; the message names the file and the reason."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose header announces more pixels than the budget allows (checked before decoding)."""

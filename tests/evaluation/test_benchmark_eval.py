@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from medklip.cli import main
-from medklip.evaluation.benchmark import grounding
+from medklip.evaluation.scoring import GroundingCase, grounding
 from tests.data.benchmark_fixtures import make_rsna, radiograph
 
 
@@ -22,14 +22,17 @@ def test_grounding_metrics_on_hand_made_maps() -> None:
     mask = np.zeros((20, 20), bool)
     mask[2:6, 2:6] = True
     mask[12:16, 12:18] = True
-    perfect = grounding([mask.astype(float)], [mask], n_boot=0, seed=0)
-    assert perfect["pointing_game"] == 1 and perfect["dice"] == 1 and perfect["iou"] == 1
+    perfect = grounding([GroundingCase(mask.astype(float), mask)], n_boot=0, seed=0)
+    assert perfect["pointing_game"] == 1 and perfect["dice_best"] == 1 and perfect["iou_best"] == 1
+    assert perfect["dice_release"] == 1 and perfect["iou_release"] == 1
     assert perfect["recall"] == 1 and perfect["precision"] == 1
     half = np.zeros((20, 20))
     half[2:6, 2:6] = 1  # finds one of the two regions
     half[0, 19] = 0.5  # a faint spot outside
-    s = grounding([half], [mask], n_boot=0, seed=0)
-    assert s["dice"] == pytest.approx(2 * 16 / (16 + 40)) and s["recall"] == 0.5 and s["precision"] == 1.0
+    s = grounding([GroundingCase(half, mask)], n_boot=0, seed=0)
+    assert s["dice_best"] == pytest.approx(2 * 16 / (16 + 40)) and s["recall"] == 0.5 and s["precision"] == 1.0
+    # the release's fixed 0.008 keeps the faint spot: 17 predicted pixels
+    assert s["dice_release"] == pytest.approx(2 * 16 / (17 + 40))
 
 
 def test_evaluate_rsna_writes_everything_and_reuses_the_split(model_dir, tmp_path, capsys) -> None:
@@ -46,7 +49,9 @@ def test_evaluate_rsna_writes_everything_and_reuses_the_split(model_dir, tmp_pat
     assert m["images"] == len(chosen) and c["positives"] == 6 and 0 <= c["auc"] <= 1
     assert c["auc_ci"][0] <= c["auc_ci"][1] and 0 <= c["f1"] <= 1 and 0 <= c["accuracy"] <= 1
     g = m["grounding"]["Pneumonia"]
-    assert g["images"] == 6 and 0 <= g["pointing_game"] <= 1 and 0 < g["dice"] <= 1 and 0 <= g["recall"] <= 1
+    assert g["images"] == 6 and 0 <= g["pointing_game"] <= 1 and 0 < g["dice_best"] <= 1 and 0 <= g["recall"] <= 1
+    assert 0 <= g["dice_release"] <= 1 and 0 <= g["iou_release"] <= 1 and g["release_threshold"] == 0.008
+    assert m["preprocess"] == "medklip"
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == len(chosen) and set(rows[0]) >= {"id", "split", "label:Pneumonia", "prob:Pneumonia"}
     assert {r["split"] for r in rows} <= {"train", "valid", "test"}
@@ -123,3 +128,56 @@ def test_evaluate_edema_grades(model_dir, tmp_path) -> None:
     assert m["grading"]["Edema"]["images_per_grade"] == {"0": 2, "1": 2, "2": 2, "3": 2}
     assert m["classification"]["Edema"]["positives"] == 6
     assert "Severity grades" in (out / "report.md").read_text()
+
+
+def _release_rows(name: str) -> list[list[str]]:
+    from medklip.data.benchmarks.release import release_list
+
+    return release_list(name).values.tolist()
+
+
+def test_release_split_scores_exactly_the_release_chestxray14_list(model_dir, tmp_path) -> None:
+    rows = _release_rows("chestxray14")
+    assert len(rows) == 25_596  # distinct images in the file (its newline count, 25,595, misses the last row)
+    chosen = rows[:3] + rows[20_000:20_003]
+    root = tmp_path / "cxr14"
+    for k, row in enumerate(chosen):
+        folder = root / f"images_00{k % 2 + 1}" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(radiograph((96, 96), k)).save(folder / row[1])
+    Image.fromarray(radiograph((96, 96), 9)).save(root / "images_001" / "images" / "not_in_the_list.png")
+    out = tmp_path / "run"
+    assert main(["evaluate", "--dataset", "chestxray14", "--root", str(root), "--model", str(model_dir),
+                 "--split", "release", "--bootstrap", "0", "-q", "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["images"] == 6 and m["split"] == "release"
+    expected = {cls: sum(int(r[3 + j]) for r in chosen) for j, cls in enumerate(m["class_counts"])}
+    assert m["class_counts"] == expected  # the list's own labels
+    ids = [r["id"] for r in csv.DictReader((out / "predictions.csv").open())]
+    assert ids == [r[1] for r in chosen]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 25_596 - 6 and all("listed by the release" in e["error"] for e in errors)
+
+
+def test_release_split_rsna_uses_the_lists_boxes_and_the_release_preprocessing(minilm, tmp_path) -> None:
+    from medklip.data.preprocess import PreprocessConfig
+    from tests.conftest import make_tiny_model
+    from tests.data.benchmark_fixtures import write_dicom
+
+    rows = _release_rows("rsna-pneumonia")
+    positives = [r for r in rows if r[3] == "1"][:3]
+    negatives = [r for r in rows if r[3] == "0"][:2]
+    root = tmp_path / "rsna"
+    for k, row in enumerate(positives + negatives):
+        write_dicom(root / "stage_2_train_images" / f"{row[0]}.dcm", radiograph((1024, 1024), k))
+    model = make_tiny_model(minilm)
+    model.preprocess_cfg = PreprocessConfig("release-cxr14", 64)  # as an official checkpoint has
+    folder = model.save_pretrained(tmp_path / "m")
+    out = tmp_path / "run"
+    assert main(["evaluate", "--dataset", "rsna-pneumonia", "--root", str(root), "--model", str(folder),
+                 "--split", "release", "--bootstrap", "0", "-q", "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["images"] == 5 and m["preprocess"] == "release-rsna"
+    g = m["grounding"]["Pneumonia"]
+    assert g["images"] == 3 and 0 <= g["pointing_game"] <= 1
+    assert 0 < g["pointing_game_chance"] < 1

@@ -17,7 +17,11 @@ from medklip.data.synthetic import WorldConfig, generate_world
 from medklip.errors import CheckpointError
 from medklip.finetune import FinetuneConfig, finetune
 from medklip.finetune.data import sample_fraction, stratum, task_classes
-from medklip.finetune.models import build_model, read_medklip_trunk
+from medklip.finetune.models import (
+    build_model,
+    init_preprocess_profile,
+    read_medklip_trunk,
+)
 from tests.conftest import make_tiny_model
 
 TINY = ["model.backbone=resnet18", "model.image_size=64", "optim.batch_size=16", "optim.lr=0.001",
@@ -80,19 +84,22 @@ def test_fraction_is_stratified_seeded_and_written(world, tmp_path) -> None:
     assert ids == [s.id for s in a] and (tmp_path / "f" / "split.csv").is_file()
 
 
-def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, reference_dir, minilm) -> None:
+def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, official_fixture, minilm) -> None:
     model = make_tiny_model(minilm)
     folder = model.save_pretrained(tmp_path / "m")
     net = build_model("classify", "resnet50", 3, str(folder))  # the folder's backbone wins
     assert net.encoder.backbone == "resnet18"
     assert torch.equal(net.encoder.layer3[0].conv1.weight, model.image_encoder.backbone.layer3[0].conv1.weight)
-    official = reference_dir / "reference_checkpoint.pth"
+    official = official_fixture.checkpoint
     raw = torch.load(official, map_location="cpu", weights_only=True)["model"]
     seg = build_model("segment", "resnet50", 1, str(official))
     assert torch.equal(seg.encoder.conv1.weight, raw["module.res_features.0.weight"])
     assert torch.equal(seg.encoder.layer3[5].bn3.running_var, raw["module.res_features.6.5.bn3.running_var"])
     trunk, backbone = read_medklip_trunk(official)
     assert backbone == "resnet50" and not any(k.startswith("layer4") for k in trunk)
+    # images are decoded as the initialising model's preprocessing profile decodes them
+    assert init_preprocess_profile(str(official)) == "release-cxr14"
+    assert init_preprocess_profile(str(folder)) == "medklip" and init_preprocess_profile("scratch") == "medklip"
     with pytest.raises(CheckpointError, match="no such model folder"):
         build_model("classify", "resnet50", 2, str(tmp_path / "nothing"))
 

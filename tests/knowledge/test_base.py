@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from medklip.errors import KnowledgeBaseFileError, UnknownEntityError
 from medklip.knowledge import KnowledgeBase, read_descriptions
-from tests.conftest import shared_dir
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +20,17 @@ def test_sizes(kb: KnowledgeBase) -> None:
     assert len(kb.positions) == 51
 
 
-def test_entity_order_and_descriptions_match_the_release(kb: KnowledgeBase, reference_dir) -> None:
-    official = json.loads((reference_dir / "observation_descriptions.json").read_text())
+def test_entity_order_and_descriptions_match_the_release(kb: KnowledgeBase, fixtures_dir) -> None:
+    official = json.loads((fixtures_dir / "official" / "observation_descriptions.json").read_text())
     names = ["pneumonia" if k == "eumonia" else k for k in official]
     assert [e.name for e in kb.pretraining_entities] == names
     assert [e.description for e in kb.pretraining_entities] == list(official.values())
     assert kb.pretraining_entities[20].name == "pneumonia"
 
 
-def test_positions_follow_the_paper_in_order(kb: KnowledgeBase) -> None:
-    paper = (shared_dir() / "papers" / "medklip_paper.txt").read_text()
-    listed = re.search(r"position set P , as \$\\\{(.*?)\\\}\$", paper).group(1)
+def test_positions_follow_the_paper_in_order(kb: KnowledgeBase, fixtures_dir) -> None:
+    # the list as the paper prints it ("... to form the position set P, as {trachea, ...}")
+    listed = (fixtures_dir / "paper_positions.txt").read_text()
     names = [n.strip().replace("\\_", "_") for n in listed.split(",")]
     # the paper typesets the release's two positions "spine", "clavicle" as one item
     i = names.index("spine_clavicle")

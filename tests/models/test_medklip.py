@@ -5,6 +5,9 @@ import torch
 
 from medklip import MedKLIP, MedKLIPConfig
 from medklip.labels import UNCERTAIN, UNMENTIONED
+from medklip.models import MedKLIPCriterion, MedKLIPOutput, pair_counts
+
+CRITERION = MedKLIPCriterion()
 
 SMALL = dict(backbone="resnet18", image_size=64, d_model=32, num_layers=2, num_heads=4,
              dim_feedforward=64, text_dim=24)
@@ -68,7 +71,7 @@ def test_loss_ignores_uncertain_and_unmentioned() -> None:
         out = model(torch.randn(2, 3, 64, 64))
     labels = torch.tensor([[1, 0, UNCERTAIN, UNMENTIONED, 1], [0, UNMENTIONED, 1, UNCERTAIN, 0]])
     index = torch.randint(0, 9, (2, 5, 8))
-    loss = model.loss(out, labels, index)
+    loss = CRITERION(out, labels, index, model.position_embeddings)
     known = torch.tensor([[1, 1, 0, 0, 1], [1, 0, 1, 0, 1]], dtype=torch.bool)
     ce = torch.nn.functional.cross_entropy(out.logits[known], labels[known])
     torch.testing.assert_close(loss.existence, ce)
@@ -81,14 +84,31 @@ def test_loss_ignores_uncertain_and_unmentioned() -> None:
     # changing an ignored label changes nothing
     labels2 = labels.clone()
     labels2[0, 2] = UNMENTIONED
-    torch.testing.assert_close(model.loss(out, labels2, index).total, loss.total)
+    torch.testing.assert_close(CRITERION(out, labels2, index, model.position_embeddings).total, loss.total)
+
+
+def test_loss_normalised_by_a_larger_batch_is_the_share_of_its_mean() -> None:
+    """What DDP and validation rely on: sums divided by the pair counts of the whole batch."""
+    model = small_model().eval()
+    with torch.no_grad():
+        out = model(torch.randn(4, 3, 64, 64))
+    labels = torch.tensor([[1, 0, 2, 1, 0]] * 2 + [[0, 0, 1, -1, 1]] * 2)
+    index = torch.randint(0, 9, (4, 5, 8))
+    whole = CRITERION(out, labels, index, model.position_embeddings)
+    halves = [MedKLIPOutput(out.logits[s], out.probs[s], out.position_features[s], out.position_logits[s], [],
+                            None, out.patch_grid) for s in (slice(0, 2), slice(2, 4))]
+    counts = pair_counts(labels)
+    parts = [CRITERION(h, labels[s], index[s], model.position_embeddings, counts)
+             for h, s in zip(halves, (slice(0, 2), slice(2, 4)))]
+    torch.testing.assert_close(parts[0].total + parts[1].total, whole.total)
+    torch.testing.assert_close(parts[0].existence + parts[1].existence, whole.existence)
 
 
 def test_loss_without_present_entities_is_zero_not_nan() -> None:
     model = small_model()
     out = model(torch.randn(2, 3, 64, 64), need_attentions=False)
     labels = torch.full((2, 5), UNMENTIONED)
-    loss = model.loss(out, labels, torch.zeros(2, 5, 8, dtype=torch.long))
+    loss = CRITERION(out, labels, torch.zeros(2, 5, 8, dtype=torch.long), model.position_embeddings)
     assert loss.total.item() == 0.0 and loss.num_existence == 0
     loss.total.backward()  # still differentiable (needed under DDP)
 
@@ -96,7 +116,7 @@ def test_loss_without_present_entities_is_zero_not_nan() -> None:
 def test_gradients_reach_the_backbone_and_not_the_text_embeddings() -> None:
     model = small_model().train()
     out = model(torch.randn(2, 3, 64, 64), need_attentions=False)
-    loss = model.loss(out, torch.tensor([[1, 0, 1, 0, 1]] * 2), torch.randint(0, 9, (2, 5, 8)))
+    loss = CRITERION(out, torch.tensor([[1, 0, 1, 0, 1]] * 2), torch.randint(0, 9, (2, 5, 8)), model.position_embeddings)
     loss.total.backward()
     assert model.image_encoder.backbone.conv1.weight.grad.abs().sum() > 0
     assert model.query_projection.weight.grad.abs().sum() > 0
@@ -112,7 +132,7 @@ def test_wrong_inputs_are_explained() -> None:
         model.set_queries(torch.randn(3, 7))
     out = model(torch.randn(1, 3, 64, 64), need_attentions=False)
     with pytest.raises(ValueError, match="exist_labels"):
-        model.loss(out, torch.zeros(1, 4))
+        CRITERION(out, torch.zeros(1, 4), None, model.position_embeddings)
 
 
 def test_scaled_attention_initialisation_gives_each_entity_its_own_pooling() -> None:

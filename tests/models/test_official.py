@@ -5,43 +5,52 @@ import pickle
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from medklip import MedKLIP
 from medklip.errors import CheckpointError
-from medklip.models import medklip_to_official_key, official_to_medklip_key
+from medklip.models import (
+    MedKLIPCriterion,
+    medklip_to_official_key,
+    official_to_medklip_key,
+)
 
 
 @pytest.fixture(scope="module")
-def ref(reference_dir) -> dict[str, torch.Tensor]:
-    return load_file(str(reference_dir / "reference_io.safetensors"))
+def ref(official_fixture) -> dict[str, torch.Tensor]:
+    f = official_fixture
+    return {"disease_book": f.entity_embeddings, "ana_book": f.position_embeddings, "images": f.images,
+            "labels": f.labels, "sample_index": f.position_index, **f.outputs}
 
 
 @pytest.fixture(scope="module")
-def official(reference_dir, ref) -> MedKLIP:
-    return MedKLIP.from_official_checkpoint(
-        reference_dir / "reference_checkpoint.pth",
-        entity_embeddings=ref["disease_book"],
-        position_embeddings=ref["ana_book"],
-    )
+def official(official_fixture, ref) -> MedKLIP:
+    return MedKLIP.from_official_checkpoint(official_fixture.checkpoint, entity_embeddings=ref["disease_book"],
+                                            position_embeddings=ref["ana_book"])
 
 
 def test_outputs_match_the_release(official: MedKLIP, ref) -> None:
+    """Logits and every layer's attention within 1e-5, the losses within 1e-5 relative, on weights
+    and inputs rebuilt by the reference procedure."""
     assert not official.training
     with torch.no_grad():
         out = official(ref["images"])
-        loss = official.loss(out, ref["labels"], ref["sample_index"])
+        loss = MedKLIPCriterion()(out, ref["labels"], ref["sample_index"], official.position_embeddings)
     assert out.logits.shape == (2, 75, 2)
     torch.testing.assert_close(out.logits, ref["logits"], atol=1e-5, rtol=0)
     assert len(out.attentions) == 4
     for i, attn in enumerate(out.attentions):
-        torch.testing.assert_close(attn, ref[f"attn_layer{i}"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(attn, ref["attentions"][i], atol=1e-5, rtol=0)
     torch.testing.assert_close(out.probs, ref["logits"].softmax(-1)[..., 1], atol=1e-5, rtol=0)
-    heat = torch.stack([ref[f"attn_layer{i}"] for i in range(4)]).mean(0).reshape(2, 75, 14, 14)
+    heat = ref["attentions"].mean(0).reshape(2, 75, 14, 14)
     torch.testing.assert_close(out.heatmaps, heat, atol=1e-5, rtol=0)
-    assert out.upsampled_heatmaps((224, 224)).shape == (2, 75, 224, 224)
     for ours, theirs in ((loss.total, "loss"), (loss.existence, "loss_ce"), (loss.position, "loss_cl")):
         torch.testing.assert_close(ours.reshape(1), ref[theirs].reshape(1), rtol=1e-5, atol=0)
+
+
+def test_the_official_checkpoint_gets_the_release_preprocessing(official: MedKLIP, tmp_path) -> None:
+    assert official.preprocess_cfg.profile == "release-cxr14" and official.preprocess_cfg.image_size == 224
+    again = MedKLIP.from_pretrained(official.save_pretrained(tmp_path / "m"))
+    assert again.preprocess_cfg == official.preprocess_cfg
 
 
 def test_fused_attention_path_gives_the_same_logits(official: MedKLIP, ref) -> None:
@@ -60,10 +69,11 @@ def test_names_come_from_the_knowledge_base(official: MedKLIP) -> None:
     assert official.config.backbone == "resnet50" and official.config.text_dim == 768
 
 
-def test_every_official_key_maps_and_back(reference_dir) -> None:
+def test_every_official_key_maps_and_back(fixtures_dir) -> None:
     import json
 
-    keys = json.loads((reference_dir / "reference_checkpoint_keys.json").read_text())
+    layout = json.loads((fixtures_dir / "official" / "official_state_dict_layout.json").read_text())
+    keys = ["module." + name for name, _shape, _dtype in layout["keys"]]
     mapped = {official_to_medklip_key(k) for k in keys}
     assert len(mapped) == len(keys) == 342
     assert {medklip_to_official_key(k) for k in mapped} == set(keys)
@@ -74,8 +84,8 @@ def _write_checkpoint(path, state) -> None:
 
 
 @pytest.fixture(scope="module")
-def official_state(reference_dir) -> dict[str, torch.Tensor]:
-    return torch.load(reference_dir / "reference_checkpoint.pth", weights_only=True)["model"]
+def official_state(official_fixture) -> dict[str, torch.Tensor]:
+    return torch.load(official_fixture.checkpoint, weights_only=True)["model"]
 
 
 def test_missing_key_is_named(tmp_path, official_state, ref) -> None:
@@ -120,13 +130,11 @@ def test_not_a_file(tmp_path, ref) -> None:
         MedKLIP.from_official_checkpoint(tmp_path / "none.pth", ref["disease_book"], ref["ana_book"])
 
 
-def test_embedding_width_must_fit(reference_dir) -> None:
+def test_embedding_width_must_fit(official_fixture) -> None:
     with pytest.raises(ValueError, match="text_dim"):
-        MedKLIP.from_official_checkpoint(
-            reference_dir / "reference_checkpoint.pth", torch.zeros(75, 384), torch.zeros(51, 384)
-        )
+        MedKLIP.from_official_checkpoint(official_fixture.checkpoint, torch.zeros(75, 384), torch.zeros(51, 384))
 
 
-def test_official_checkpoint_with_a_384d_encoder_is_refused(reference_dir, minilm) -> None:
+def test_official_checkpoint_with_a_384d_encoder_is_refused(official_fixture, minilm) -> None:
     with pytest.raises(CheckpointError, match="768-d text embeddings"):
-        MedKLIP.from_official_checkpoint(reference_dir / "reference_checkpoint.pth", text_encoder=minilm)
+        MedKLIP.from_official_checkpoint(official_fixture.checkpoint, text_encoder=minilm)

@@ -21,7 +21,8 @@ def saved(tmp_path):
 
 def test_round_trip_gives_identical_outputs(saved) -> None:
     model, folder = saved
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "embeddings.safetensors", "texts.json"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "embeddings.safetensors", "texts.json",
+                                                  "README.md"}
     loaded = MedKLIP.from_pretrained(folder)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -73,3 +74,16 @@ def test_missing_pieces(saved, tmp_path) -> None:
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointError, match="no config.json"):
         MedKLIP.from_pretrained(folder)
+
+
+def test_the_folder_records_the_text_limits_of_the_release(tmp_path, minilm) -> None:
+    """Pre-training tokenises with max_length 128 (the release's train_MedKLIP.py), zero-shot
+    queries with 64 (its test scripts); the model folder records both."""
+    from medklip.config_utils import load_config
+    from medklip.train.config import PretrainConfig, builtin_config
+    from tests.conftest import make_tiny_model
+
+    assert load_config(PretrainConfig, builtin_config("paper")).text.max_length == 128
+    model = make_tiny_model(minilm)
+    info = MedKLIP.from_pretrained(model.save_pretrained(tmp_path / "m")).text_encoder_info
+    assert info["max_length"] == minilm.max_length and info["query_max_length"] == 64

@@ -41,7 +41,7 @@ def test_cli_predict_formats_heatmaps_and_failures(model_dir, tmp_path, capsys) 
     args = ["predict", rg1_path(), str(folder), "--model", str(model_dir), "--findings", "effusion,pneumonia",
             "--describe", "covid-19=Ground-glass opacities in both lower lungs.", "--heatmaps", str(tmp_path / "h")]
     assert main(args + ["--format", "json"]) == 1  # one file failed
-    out = json.loads(capsys.readouterr().out)
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # JSON lines, streamed
     assert [bool(r["error"]) for r in out] == [False, False, True]
     assert set(out[0]["probabilities"]) == {"effusion", "pneumonia", "covid-19"}
     pngs = sorted(p.name for p in (tmp_path / "h").glob("*.png"))

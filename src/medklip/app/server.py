@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from medklip.errors import MedKLIPError, UnknownEntityError
+from medklip.evaluation.plots import smooth_upsample
 from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def colour_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Min-max normalised, bilinearly resized to ``shape``, jet-coloured RGB uint8."""
     from matplotlib import colormaps
 
-    from medklip.zeroshot.visualize import upsample
-
-    h = upsample(heatmap, shape)
+    h = smooth_upsample(heatmap, shape)
     lo, hi = float(h.min()), float(h.max())
     h = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
     return (colormaps["jet"](h)[..., :3] * 255).astype(np.uint8)
@@ -115,18 +114,17 @@ class PredictionService:
             path.write_bytes(data)
             with self._lock:  # the Predictor decodes the file and keeps its pixels for the response
                 try:
-                    [result] = self.predictor.predict([path], findings, described, batch_size=1)
+                    [result] = self.predictor.predict([path], findings, described, batch_size=1, keep_display=True)
                 except UnknownEntityError as exc:
                     raise UploadError(str(exc).split(" To use")[0] + " To ask for a new finding, type its name "
                                       "and description under 'A new disease'.") from exc
         if result.error:
             raise UploadError(result.error.replace(str(path), filename or "the upload"), 422)
-        return self._response(filename, result.pixels, result, findings, described)
+        return self._response(filename, result, described)
 
-    def _response(self, filename: str, pixels: np.ndarray, result, findings: list[str], described: dict) -> dict:
-        scale = min(1.0, MAX_SIDE / max(pixels.shape))
-        shape = (max(1, round(pixels.shape[0] * scale)), max(1, round(pixels.shape[1] * scale)))
-        gray = Image.fromarray((pixels * 255).round().astype(np.uint8)).resize((shape[1], shape[0]), Image.BILINEAR)
+    def _response(self, filename: str, result, described: dict) -> dict:
+        shape = result.display.shape  # the decoded image, at most 1,024 px a side
+        gray = Image.fromarray((result.display * 255).round().astype(np.uint8))
         in_model = set(self.predictor.model.entity_names)
         rows = []
         for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
@@ -134,7 +132,7 @@ class PredictionService:
             query = "description" if name in described else ("model" if name in in_model else "knowledge base")
             rows.append({"finding": name, "probability": round(p, 6), "query": query,
                          "heatmap": np.round(heat, 6).tolist(), "heatmap_png": _png(colour_heatmap(heat, shape))})
-        return {"image": {"filename": filename, "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+        return {"image": {"filename": filename, "width": int(result.size[1]), "height": int(result.size[0]),
                           "png": _png(np.asarray(gray))}, "results": rows}
 
 

@@ -31,3 +31,24 @@ def config_path(value: str | None, package: str = "medklip.train"):
     if "/" not in value and not value.endswith((".yaml", ".yml", ".json")):
         return packaged_config(package, value)
     return value  # load_config reports the missing file
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """How images are read: the preprocessing profile, the pixel budget, decoding workers."""
+    from medklip.data.preprocess import PROFILES
+
+    p.add_argument("--preprocess", choices=PROFILES,
+                   help="preprocessing profile (default: the model's own; official checkpoints: release-cxr14)")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse images with more pixels than this before decoding (default 25,000,000)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes decoding images ahead of the model (default: one per core beyond the first, "
+                        "at most 4)")
+
+
+def image_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments :class:`~medklip.zeroshot.predict.Predictor` takes from those options."""
+    from medklip.zeroshot.predict import default_workers
+
+    return {"preprocess": args.preprocess, "workers": default_workers() if args.workers is None else args.workers,
+            "max_pixels": "model" if args.max_pixels is None else args.max_pixels}

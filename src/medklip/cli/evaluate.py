@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
+
+from medklip.cli.common import add_image_options, image_options
 
 
 def _list_datasets() -> int:
@@ -21,8 +22,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.list:
         return _list_datasets()
     from medklip.errors import MedKLIPError
-    from medklip.evaluation.benchmark import evaluate_dataset
     from medklip.knowledge import parse_describe_args
+    from medklip.zeroshot.benchmark import evaluate_dataset
 
     missing = [o for o, v in (("--dataset", args.dataset), ("--root", args.root), ("--model", args.model)) if not v]
     if missing:
@@ -32,7 +33,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          seed=args.seed, text_encoder=args.text_encoder, device=args.device,
                          describe=parse_describe_args(args.describe) if args.describe else None,
                          by_name=not args.no_name_prompt, batch_size=args.batch_size, n_boot=args.bootstrap,
-                         mapping=args.mapping, labels=args.labels, progress=not args.quiet and sys.stderr.isatty())
+                         mapping=args.mapping, labels=args.labels, progress=not args.quiet, **image_options(args))
     if args.json:
         print(json.dumps(m, indent=1))
     else:
@@ -44,8 +45,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             mac = m["macro"]
             print(f"  {'macro':<28} AUC {mac['auc']:.4f}  F1 {mac['f1']:.4f}  ACC {mac['accuracy']:.4f}")
         for name, v in m["grounding"].items():
-            print(f"  {name:<28} pointing game {v['pointing_game']:.4f}  recall {v['recall']:.4f}  precision "
-                  f"{v['precision']:.4f}  IoU {v['iou']:.4f}  Dice {v['dice']:.4f}  ({v['images']} images)")
+            print(f"  {name:<28} pointing game {v['pointing_game']:.4f}  IoU/Dice at 0.008 {v['iou_release']:.4f}/"
+                  f"{v['dice_release']:.4f}  at best t={v['best_threshold']:.2f} {v['iou_best']:.4f}/"
+                  f"{v['dice_best']:.4f}  recall {v['recall']:.4f}  precision {v['precision']:.4f}  "
+                  f"({v['images']} images)")
+        if "grounding_overall" in m and len(m["grounding"]) > 1:
+            g = m["grounding_overall"]
+            print(f"  {'all grounded findings':<28} pointing game {g['pointing_game']:.4f} ({g['instances']} instances)")
         print(f"written to {out}: metrics.json, metrics.csv, report.md, predictions.csv, errors.jsonl "
               f"(split: {m['split_file']})")
     finite = [v["auc"] for v in m["classification"].values() if not math.isnan(v["auc"])]
@@ -62,9 +68,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the datasets and their layouts")
     p.add_argument("--dataset", help="chestxray14, rsna-pneumonia, siim-acr, covidx, covid-rural, edema-severity")
     p.add_argument("--root", help="the dataset folder")
-    p.add_argument("--model", help="save_pretrained folder or official .pth")
+    p.add_argument("--model", help="save_pretrained folder, official .pth, or Hub id org/name")
     p.add_argument("-o", "--output", help="run folder (default: runs/evaluate/DATASET)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
+    p.add_argument("--split", default="test", choices=["train", "valid", "test", "all", "release"],
+                   help="a split of the paper's seeded partition, all images, or `release`: exactly the images "
+                        "of the release's own test list (chestxray14, rsna-pneumonia)")
     p.add_argument("--split-file", help="reuse a split.csv (id,split) from an earlier run")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     p.add_argument("--labels", help="edema-severity: the label CSV (default: the one in ROOT)")
@@ -78,5 +86,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", help="cpu / cuda (default: a GPU if there is one)")
     p.add_argument("--json", action="store_true", help="print metrics.json")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_image_options(p)
     p.set_defaults(handler=cmd_evaluate)

@@ -28,16 +28,18 @@ def train_transform(size: int = 224, scale: tuple[float, float] = (0.2, 1.0), hf
     return T.Compose(steps)
 
 
-def eval_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
-    """Resize to ``size x size`` (bicubic) -> 3 channels -> ImageNet normalisation."""
+def eval_transform(size: int = 224, mean: tuple[float, ...] = IMAGENET_MEAN,
+                   std: tuple[float, ...] = IMAGENET_STD) -> Callable[[Image.Image], torch.Tensor]:
+    """medklip's evaluation transform: resize to ``size x size`` (bicubic) -> 3 channels ->
+    normalisation (the ``medklip`` preprocessing profile)."""
     return T.Compose([
         T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
-        T.Grayscale(num_output_channels=3), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        T.Grayscale(num_output_channels=3), T.ToTensor(), T.Normalize(mean, std),
     ])
 
 
-def denormalize(image: torch.Tensor) -> torch.Tensor:
-    """Back to [0, 1] grayscale ``[H, W]`` for display."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=image.device)[:, None, None]
-    return (image * std + mean).mean(0).clamp(0, 1)
+def release_eval_transform(size: int = 224, mean: tuple[float, ...] = IMAGENET_MEAN,
+                           std: tuple[float, ...] = IMAGENET_STD) -> Callable[[Image.Image], torch.Tensor]:
+    """The release's test transform on an RGB PIL image: ``Resize([size, size])`` with
+    torchvision's defaults (bilinear, antialias), ``ToTensor``, normalisation."""
+    return T.Compose([T.Resize([size, size]), T.ToTensor(), T.Normalize(mean, std)])

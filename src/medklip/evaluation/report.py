@@ -1,18 +1,23 @@
 """Writing an evaluation run: metrics.json / metrics.csv, a markdown report laid out like the
-paper's Tables 1-4 (and 11), per-image predictions, the errors file, ROC curves and overlays."""
+paper's Tables 1-4 (and 11), the per-image predictions file, the errors file and ROC curves."""
 from __future__ import annotations
 
 import csv
 import json
 import math
 from pathlib import Path
+from typing import IO, Sequence
 
-from medklip.data.benchmarks import Benchmark
-from medklip.evaluation.benchmark import EvaluationRun
-from medklip.zeroshot.visualize import markdown_table, save_overlay, save_roc_curves
+import numpy as np
+
+from medklip.data.benchmarks import Benchmark, Sample
+from medklip.evaluation.plots import markdown_table, save_roc_curves
+from medklip.evaluation.scoring import EvaluationRun, Prompt
+from medklip.io_utils import atomic_write_text
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
@@ -31,14 +36,22 @@ def write_metrics_csv(metrics: dict, path: Path) -> None:
             w.writerow([metrics["dataset"], "classification", "macro", key, value, "", ""])
 
 
-def write_predictions(run: EvaluationRun, assignment: dict[str, str], path: Path) -> None:
-    labels = list(dict.fromkeys(p.cls for p in run.prompts))
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "image", "split", *[f"label:{c}" for c in labels], *[f"prob:{p.label}" for p in run.prompts]])
-        for i, s in enumerate(run.samples):
-            w.writerow([s.id, str(s.image), assignment.get(s.id, ""), *[s.labels.get(c, "") for c in labels],
-                        *[f"{v:.6f}" for v in run.probs[i]]])
+class PredictionsWriter:
+    """``predictions.csv``, one row per image, written as each batch finishes."""
+
+    def __init__(self, file: IO[str], prompts: Sequence[Prompt], assignment: dict[str, str]) -> None:
+        self.labels = list(dict.fromkeys(p.cls for p in prompts))
+        self.assignment = assignment
+        self.writer = csv.writer(file)
+        self.file = file
+        self.writer.writerow(["id", "image", "split", *[f"label:{c}" for c in self.labels],
+                              *[f"prob:{p.label}" for p in prompts]])
+
+    def write(self, samples: Sequence[Sample], probs: np.ndarray) -> None:
+        for s, row in zip(samples, probs):
+            self.writer.writerow([s.id, str(s.image), self.assignment.get(s.id, ""),
+                                  *[s.labels.get(c, "") for c in self.labels], *[f"{v:.6f}" for v in row]])
+        self.file.flush()
 
 
 def _fmt_ci(values: dict, key: str) -> str:
@@ -81,34 +94,41 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
                           (k, g["images_per_grade"][k], v) for k, v in g["mean_probability_per_grade"].items()]), ""]
     if m["grounding"]:
         lines += ["## Grounding (cf. the paper's Tables 3 and 4)", "",
-                  markdown_table(["prompt", "Pointing Game", "Recall", "Precision", "IoU", "Dice", "images"], [
-                      (k, _fmt_ci(v, "pointing_game"), v["recall"], v["precision"], v["iou"], v["dice"], v["images"])
+                  markdown_table(["prompt", "Pointing Game", "IoU (0.008)", "Dice (0.008)", "IoU (best t)",
+                                  "Dice (best t)", "t", "Recall", "Precision", "images"], [
+                      (k, _fmt_ci(v, "pointing_game"), v["iou_release"], v["dice_release"], v["iou_best"],
+                       v["dice_best"], v["best_threshold"], v["recall"], v["precision"], v["images"])
                       for k, v in m["grounding"].items()]), "",
-                  "Recall / precision: connected regions of the heatmap binarised at the Dice-maximising "
-                  "threshold, matched to ground-truth regions at IoU 0.1.", ""]
+                  "Pointing game: the release's rule (the patch-grid map block-upsampled to the input size; "
+                  "a hit when any pixel equal to its maximum lies in the ground-truth mask, resized nearest). "
+                  "IoU / Dice (0.008): the release's script, the raw map binarised at > 0.008. IoU / Dice "
+                  "(best t): the paper's text, the min-max normalised map binarised at the threshold t "
+                  "(0.01 steps) that maximises mean Dice. Recall / precision: connected regions at t, matched "
+                  "to ground-truth regions at IoU 0.1.", ""]
+        overall = m.get("grounding_overall")
+        if overall and len(m["grounding"]) > 1:
+            lines += [f"Over all {overall['instances']} grounded instances: pointing game "
+                      f"**{_fmt_ci(overall, 'pointing_game')}** (macro over findings "
+                      f"{overall['pointing_game_macro']:.4f}); Dice (best t), macro {overall['dice_best_macro']:.4f}.",
+                      ""]
     if run.curves:
         lines += ["![ROC curves](roc_curves.png)", ""]
     lines += [f"![{p.stem}](heatmaps/{p.name})" for p in info.get("overlays", [])]
     return "\n".join(lines) + "\n"
 
 
-def write_run(bench: Benchmark, run: EvaluationRun, out_dir: Path, assignment: dict[str, str], info: dict) -> dict:
-    """Write every output of a run into ``out_dir``; returns the metrics (with the run info)."""
+def write_run(bench: Benchmark, run: EvaluationRun, out_dir: Path, info: dict) -> dict:
+    """Write metrics.json, metrics.csv, errors.jsonl, roc_curves.png and report.md into
+    ``out_dir`` (predictions.csv and the overlays are written while the run goes); returns the
+    metrics with the run info."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {**run.metrics, **{k: v for k, v in info.items() if k != "overlays"}}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    metrics = {**run.metrics, **info}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
     write_metrics_csv(metrics, out_dir / "metrics.csv")
-    write_predictions(run, assignment, out_dir / "predictions.csv")
-    with (out_dir / "errors.jsonl").open("w") as f:
-        for e in bench.errors:
-            f.write(json.dumps({"kind": "label row", **e}) + "\n")
-        for e in run.failures:
-            f.write(json.dumps({"kind": "image", **e}) + "\n")
+    lines = [json.dumps({"kind": "label row", **e}, ensure_ascii=False) for e in bench.errors]
+    lines += [json.dumps({"kind": "image", **e}, ensure_ascii=False) for e in run.failures]
+    atomic_write_text(out_dir / "errors.jsonl", "".join(line + "\n" for line in lines))
     if run.curves:
         save_roc_curves(run.curves, out_dir / "roc_curves.png", f"Zero-shot ROC: {bench.title}")
-    overlays = []
-    for sample, prompt, pixels, heat, prob, mask in run.overlays:
-        overlays.append(save_overlay(pixels, heat, out_dir / "heatmaps" / f"{_slug(sample.id)}_{_slug(prompt.label)}.png",
-                                     prompt.label, prob, mask))
-    (out_dir / "report.md").write_text(markdown_report(bench, run, {**info, "overlays": overlays}))
+    atomic_write_text(out_dir / "report.md", markdown_report(bench, run, {**info, "overlays": run.overlays}))
     return metrics

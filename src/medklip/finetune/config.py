@@ -33,6 +33,10 @@ class FinetuneModel:
     backbone: str = "resnet50"
     """Used for ``init: scratch``; an initialising model brings its own."""
     image_size: int = 224
+    preprocess: str | None = None
+    """How image files are decoded: a preprocessing profile (``medklip``, ``release-cxr14``,
+    ``release-rsna``); default: the initialising model's own (an official checkpoint's is the
+    release's), ``medklip`` from scratch."""
 
 
 @dataclass

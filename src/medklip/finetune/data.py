@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from medklip.data.benchmarks import Benchmark, BenchmarkError, Sample, load_benchmark
-from medklip.data.image_io import ImageCache, image_shape, load_pil
+from medklip.data.image_io import ImageCache, decode_gray, image_shape
 from medklip.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,11 @@ class FinetuneDataset(Dataset):
     ``[1,S,S]`` (segment). Training adds a random horizontal flip (image and mask together)."""
 
     def __init__(self, samples: list[Sample], task: str, classes: list[str], bench: Benchmark, size: int,
-                 train: bool, cache: ImageCache | None = None, seed: int = 0) -> None:
+                 train: bool, cache: ImageCache | None = None, seed: int = 0,
+                 decode: Callable[[Path], Image.Image] = decode_gray) -> None:
         self.samples, self.task, self.classes, self.bench = samples, task, classes, bench
         self.size, self.train, self.cache, self.seed = size, train, cache, seed
+        self.decode = decode
         self.epoch = 0
         self.normalize = T.Compose([T.Grayscale(3), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
@@ -101,7 +103,7 @@ class FinetuneDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
-        image = load_pil(sample.image, self.cache)
+        image = (self.cache.load(sample.image) if self.cache is not None else self.decode(sample.image)).convert("L")
         flip = self.train and np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5
         resized = image.resize((self.size, self.size), Image.BICUBIC)
         if flip:

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from medklip.evaluation import best_f1, dice, iou, macro
-from medklip.zeroshot.visualize import markdown_table
+from medklip.evaluation.plots import markdown_table
 
 
 @torch.no_grad()

@@ -2,17 +2,19 @@
 classifier (classification, grading) and a ResUNet (a ResNet encoder U-Net) for segmentation."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 from torchvision import models
 
 from medklip.errors import CheckpointError
+from medklip.models.official import read_official_state_dict
+from medklip.models.serialization import read_model_config
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +37,12 @@ def read_medklip_trunk(init: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     named as in a torchvision ResNet, and the backbone's name."""
     path = Path(init)
     if path.is_dir():
-        from safetensors.torch import load_file
-
         try:
-            config = json.loads((path / "config.json").read_text())
-            backbone = config["model"]["backbone"]
+            backbone = read_model_config(path)["model"]["backbone"]
             state = load_file(str(path / "model.safetensors"))
         except (OSError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a medklip model folder ({exc})") from exc
     elif path.is_file():
-        from medklip.models.official import read_official_state_dict
-
         state, backbone = read_official_state_dict(path), "resnet50"
     else:
         raise CheckpointError(f"{path}: no such model folder or checkpoint (use init=scratch to train from scratch)")
@@ -138,6 +135,17 @@ class ResUNet(nn.Module):
         if x.shape[-2:] != images.shape[-2:]:
             x = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return SegmentationOutput(self.head(x))
+
+
+def init_preprocess_profile(init: str) -> str:
+    """The preprocessing profile of the initialising model: a folder's recorded one, the release's
+    for an official checkpoint, medklip's own from scratch."""
+    if init == "scratch":
+        return "medklip"
+    path = Path(init)
+    if path.is_dir():
+        return str((read_model_config(path).get("preprocess") or {}).get("profile", "medklip"))
+    return "release-cxr14"
 
 
 def build_model(task: str, backbone: str, num_outputs: int, init: str) -> nn.Module:

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from medklip.config_utils import ConfigError, save_config, to_dict
 from medklip.data.benchmarks import make_split, read_split, write_split
-from medklip.data.image_io import ImageCache
+from medklip.data.image_io import ImageCache, decode_gray
+from medklip.data.preprocess import Preprocess, PreprocessConfig
 from medklip.finetune.config import TASKS, FinetuneConfig
 from medklip.finetune.data import (
     FinetuneDataset,
@@ -27,7 +28,7 @@ from medklip.finetune.data import (
     task_classes,
 )
 from medklip.finetune.metrics import collect, markdown, score
-from medklip.finetune.models import build_model, dice_bce_loss
+from medklip.finetune.models import build_model, dice_bce_loss, init_preprocess_profile
 from medklip.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -94,9 +95,12 @@ class Finetuner:
         self.train_samples = sample_fraction(train_all, c.data.fraction, c.run.seed, c.task, self.classes, bench)
         if self.env.is_main:
             (self.out / "train_ids.txt").write_text("".join(s.id + "\n" for s in self.train_samples))
-        cache = ImageCache(c.data.image_cache, max(256, c.model.image_size)) if c.data.image_cache else None
+        self.profile = c.model.preprocess or init_preprocess_profile(c.init)
+        decode = decode_gray if self.profile == "medklip" else Preprocess(PreprocessConfig(self.profile)).load
+        cache = ImageCache(c.data.image_cache, max(256, c.model.image_size), decode, self.profile) \
+            if c.data.image_cache else None
         make = lambda samples, train: FinetuneDataset(samples, c.task, self.classes, bench, c.model.image_size,  # noqa: E731
-                                                      train, cache, c.run.seed)
+                                                      train, cache, c.run.seed, decode)
         self.train_set = make(self.train_samples, True)
         self.valid_set, self.test_set = make(bench.subset("valid", assignment), False), make(bench.subset("test", assignment), False)
         if not self.train_samples or not len(self.valid_set) or not len(self.test_set):
@@ -163,7 +167,7 @@ class Finetuner:
         c = self.config
         (folder / "config.json").write_text(json.dumps({
             "format": "medklip-finetuned/1", "task": c.task, "classes": self.classes, "backbone": self.backbone,
-            "image_size": c.model.image_size, "init": c.init, "dataset": c.data.dataset,
+            "image_size": c.model.image_size, "preprocess": self.profile, "init": c.init, "dataset": c.data.dataset,
             "fraction": c.data.fraction, "epoch": self.epoch}, indent=1))
 
     # ------------------------------------------------------------------- loop

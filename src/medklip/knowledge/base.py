@@ -32,6 +32,15 @@ def normalize_name(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", " ").split())
 
 
+def close_names_hint(name: str, candidates: Iterable[str], what: str = "names") -> str:
+    """`` Closest known names: a, b.`` (or ``""``): the one spelling hint every lookup gives."""
+    keys = list(candidates)
+    close = difflib.get_close_matches(normalize_name(name), keys, n=5, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(name, keys, n=5, cutoff=0.5)
+    return f" Closest known {what}: {', '.join(close)}." if close else ""
+
+
 @dataclass(frozen=True)
 class Entity:
     """One query of the model: a name and the description that the text encoder embeds."""
@@ -165,10 +174,7 @@ class KnowledgeBase:
         """
         i = self._lookup(name)
         if i is None:
-            close = difflib.get_close_matches(
-                normalize_name(name), list(self._index), n=5, cutoff=0.5
-            )
-            hint = f" Closest known names: {', '.join(close)}." if close else ""
+            hint = close_names_hint(name, self._index)
             raise UnknownEntityError(
                 f"unknown entity {name!r}.{hint} To use a new finding, give its description "
                 f"(e.g. --describe \"{name}=<what it looks like on a chest X-ray>\")."
@@ -186,8 +192,7 @@ class KnowledgeBase:
         try:
             return self.positions.index(name)
         except ValueError:
-            close = difflib.get_close_matches(name, self.positions, n=5, cutoff=0.5)
-            hint = f" Closest known positions: {', '.join(close)}." if close else ""
+            hint = close_names_hint(name, self.positions, "positions")
             raise UnknownEntityError(f"unknown position {name!r}.{hint}") from None
 
     def position_texts(self) -> list[str]:

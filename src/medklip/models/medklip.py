@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from medklip.labels import ABSENT, PRESENT
+from medklip.data.preprocess import PreprocessConfig
+from medklip.errors import UnknownEntityError
+from medklip.knowledge import KnowledgeBase, close_names_hint, normalize_name
+from medklip.labels import PRESENT
+from medklip.models import hub, official, serialization
 from medklip.models.config import MedKLIPConfig
+from medklip.models.embedding import embed_knowledge, encoder_record
 from medklip.models.fusion import FusionDecoder
 from medklip.models.image_encoder import ImageEncoder
-from medklip.models.outputs import MedKLIPLoss, MedKLIPOutput
-
-if TYPE_CHECKING:  # pragma: no cover
-    from medklip.knowledge import KnowledgeBase
-    from medklip.text import TextEncoder
+from medklip.models.outputs import MedKLIPOutput
+from medklip.text import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ class MedKLIP(nn.Module):
         self.set_queries(entity_embeddings, entity_names, entity_texts)
         self.set_positions(position_embeddings, position_names, position_texts)
         self.text_encoder_info: dict | None = None
-        """Which text encoder made the embeddings (name, identity, pooling), when known."""
+        """Which text encoder made the embeddings (name, identity, pooling, max_length), when known."""
+        self.preprocess_cfg = PreprocessConfig("medklip", config.image_size)
+        """How an image file becomes this model's input (saved in ``config.json``)."""
+        self.training_info: dict | None = None
+        """What the model was trained on: ``data``, ``description``, ``config``, ``metrics``."""
         self.apply(init_weights)
         if config.init == "scaled-attention":
             scale_attention_init(self)
@@ -137,18 +142,10 @@ class MedKLIP(nn.Module):
 
     def query_index(self, name: str) -> int:
         """Row of ``name`` in the query set (case-insensitive)."""
-        from medklip.knowledge import normalize_name
-
         keys = [normalize_name(n) for n in self.entity_names]
         key = normalize_name(name)
         if key not in keys:
-            import difflib
-
-            close = difflib.get_close_matches(key, keys, n=5, cutoff=0.5)
-            hint = f" Closest: {', '.join(close)}." if close else ""
-            from medklip.errors import UnknownEntityError
-
-            raise UnknownEntityError(f"the model has no query {name!r}.{hint}")
+            raise UnknownEntityError(f"the model has no query {name!r}.{close_names_hint(name, keys)}")
         return keys.index(key)
 
     # ------------------------------------------------------------------ forward
@@ -204,50 +201,13 @@ class MedKLIP(nn.Module):
             patch_grid=grid,
         )
 
-    def loss(
-        self,
-        out: MedKLIPOutput,
-        exist_labels: torch.Tensor,
-        position_index: torch.Tensor | None = None,
-        *,
-        existence_weight: float = 1.0,
-        position_weight: float = 1.0,
-    ) -> MedKLIPLoss:
-        """The paper's loss, computed as the release computes it.
-
-        Args:
-            out: the forward output.
-            exist_labels: ``[B,Q]`` with 1 present, 0 absent; any other value (-1 uncertain,
-                2 unmentioned) is left out of the existence loss.
-            position_index: ``[B,Q,K]`` position indices, the positive in column 0 and
-                negatives after it; used only where the label is 1. None skips the term.
-        """
-        labels = exist_labels.to(out.logits.device).long()
-        if labels.shape != out.logits.shape[:2]:
-            raise ValueError(f"exist_labels must be {tuple(out.logits.shape[:2])}, got {tuple(labels.shape)}")
-        zero = out.logits.sum() * 0.0  # keeps the graph connected when a term has no pairs
-        known = (labels == PRESENT) | (labels == ABSENT)
-        existence = F.cross_entropy(out.logits[known], labels[known]) if known.any() else zero
-        present = labels == PRESENT
-        position = zero
-        if position_index is not None and present.any():
-            idx = position_index.to(out.logits.device).long()
-            if idx.shape[:2] != labels.shape:
-                raise ValueError(f"position_index must be [B,Q,K] with [B,Q]={tuple(labels.shape)}, got {tuple(idx.shape)}")
-            candidates = self.position_embeddings[idx[present]]  # [N,K,D]
-            scores = torch.einsum("nkd,nd->nk", candidates, out.position_features[present])
-            target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
-            position = F.cross_entropy(scores, target)
-        total = existence_weight * existence + position_weight * position
-        return MedKLIPLoss(total, existence, position, int(known.sum()), int(present.sum()) if position_index is not None else 0)
-
     # --------------------------------------------------------------- building
     @classmethod
     def from_knowledge_base(
         cls,
         config: MedKLIPConfig | None = None,
-        knowledge: "KnowledgeBase | None" = None,
-        text_encoder: "TextEncoder | None" = None,
+        knowledge: KnowledgeBase | None = None,
+        text_encoder: TextEncoder | None = None,
         entities: Sequence[str] | None = None,
     ) -> "MedKLIP":
         """A freshly initialised model whose queries are the knowledge base's descriptions.
@@ -255,15 +215,14 @@ class MedKLIP(nn.Module):
         ``entities`` defaults to the pre-training entities (the paper's 75);
         ``config.text_dim`` is set from the text encoder.
         """
-        from medklip.models.official import embed_knowledge
-
-        e_names, e_texts, e_emb, p_names, p_texts, p_emb, encoder = embed_knowledge(knowledge, text_encoder, entities)
+        emb = embed_knowledge(knowledge, text_encoder, entities)
         config = config or MedKLIPConfig()
-        if config.text_dim != encoder.dim:
-            config = MedKLIPConfig.from_dict({**config.to_dict(), "text_dim": encoder.dim})
-        model = cls(config, e_emb, p_emb, entity_names=e_names, position_names=p_names,
-                    entity_texts=e_texts, position_texts=p_texts)
-        model.text_encoder_info = encoder.info()
+        if config.text_dim != emb.encoder.dim:
+            config = MedKLIPConfig.from_dict({**config.to_dict(), "text_dim": emb.encoder.dim})
+        model = cls(config, emb.entity_embeddings, emb.position_embeddings, entity_names=emb.entity_names,
+                    position_names=emb.position_names, entity_texts=emb.entity_texts,
+                    position_texts=emb.position_texts)
+        model.text_encoder_info = encoder_record(emb.encoder)
         return model
 
     @classmethod
@@ -272,28 +231,30 @@ class MedKLIP(nn.Module):
         path: str | Path,
         entity_embeddings: torch.Tensor | None = None,
         position_embeddings: torch.Tensor | None = None,
-        text_encoder: "TextEncoder | str | None" = None,
+        text_encoder: TextEncoder | str | None = None,
         *,
         num_heads: int = 4,
-        knowledge: "KnowledgeBase | None" = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> "MedKLIP":
         """Load the official release's ``.pth`` (see :mod:`medklip.models.official`)."""
-        from medklip.models.official import load_official_checkpoint
-
-        return load_official_checkpoint(
+        return official.load_official_checkpoint(
             cls, path, entity_embeddings, position_embeddings, text_encoder,
             num_heads=num_heads, knowledge=knowledge,
         )
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json``, ``model.safetensors``, the texts and their embeddings."""
-        from medklip.models.serialization import save_pretrained
-
-        return save_pretrained(self, directory)
+        return serialization.save_pretrained(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "MedKLIP":
-        """Load a folder written by :meth:`save_pretrained` (no text encoder needed)."""
-        from medklip.models.serialization import load_pretrained
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
+                        revision: str | None = None) -> "MedKLIP":
+        """Load a folder written by :meth:`save_pretrained`, or a Hugging Face Hub repo id
+        (``org/name`` at ``revision``; the local cache is used offline). No text encoder needed."""
+        return serialization.load_pretrained(cls, directory, map_location, revision)
 
-        return load_pretrained(cls, directory, map_location)
+    def push_to_hub(self, repo_id: str, *, private: bool = True, revision: str | None = None,
+                    commit_message: str = "Upload MedKLIP model", token: str | None = None) -> str:
+        """Upload this model's folder (with its model card) to the Hub; returns the commit id."""
+        return hub.push_to_hub(self, repo_id, private=private, revision=revision,
+                               commit_message=commit_message, token=token)

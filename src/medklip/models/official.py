@@ -1,4 +1,4 @@
-"""Loading the official MedKLIP release's checkpoint, and embedding the knowledge base.
+"""Loading the official MedKLIP release's checkpoint.
 
 The release saves ``{"model": state_dict}`` from ``nn.DataParallel`` (keys prefixed
 ``module.``) with its own module names; :data:`OFFICIAL_KEY_RULES` maps them onto ours.
@@ -8,17 +8,24 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 
+from medklip.data.preprocess import PreprocessConfig
 from medklip.errors import CheckpointError
+from medklip.knowledge import KnowledgeBase
 from medklip.models.config import MedKLIPConfig
+from medklip.models.embedding import (
+    ZERO_SHOT_MAX_LENGTH,
+    embed_knowledge,
+    encoder_record,
+)
+from medklip.models.loading import load_state_dict_strict
+from medklip.text import PAPER_TEXT_ENCODER, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medklip.knowledge import KnowledgeBase
     from medklip.models.medklip import MedKLIP
-    from medklip.text import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -42,38 +49,38 @@ OFFICIAL_KEY_RULES: tuple[tuple[str, str], ...] = (
 PAPER_TEXT_ENCODER_DIM = 768
 
 
-def official_to_medklip_key(key: str) -> str:
-    """Map one official state-dict key (``module.`` prefix allowed) to medklip's name."""
-    key = key[len("module."):] if key.startswith("module.") else key
-    for pattern, repl in OFFICIAL_KEY_RULES:
+def _inverse_rule(pattern: str, replacement: str) -> tuple[str, str]:
+    """The rule mapping ``replacement`` back to ``pattern`` (literal prefixes and ``(\\d+)`` groups)."""
+    back = "^" + re.escape(replacement).replace(re.escape("\\1"), r"(\d+)")
+    return back, pattern.removeprefix("^").replace(r"(\d+)", "\\1").replace("\\.", ".")
+
+
+MEDKLIP_KEY_RULES: tuple[tuple[str, str], ...] = tuple(_inverse_rule(p, r) for p, r in OFFICIAL_KEY_RULES)
+"""The inverse of :data:`OFFICIAL_KEY_RULES`, derived from it (medklip name -> official name)."""
+
+
+def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str | None:
+    for pattern, repl in rules:
         new, n = re.subn(pattern, repl, key)
         if n:
             return new
-    raise CheckpointError(f"unexpected key in official checkpoint: {key!r} (no mapping for it)")
+    return None
+
+
+def official_to_medklip_key(key: str) -> str:
+    """Map one official state-dict key (``module.`` prefix allowed) to medklip's name."""
+    new = _rename(key.removeprefix("module."), OFFICIAL_KEY_RULES)
+    if new is None:
+        raise CheckpointError(f"unexpected key in official checkpoint: {key!r} (no mapping for it)")
+    return new
 
 
 def medklip_to_official_key(key: str) -> str:
     """The inverse of :func:`official_to_medklip_key` (with the ``module.`` prefix)."""
-    inverse = (
-        (r"^image_encoder\.backbone\.conv1\.", "res_features.0."),
-        (r"^image_encoder\.backbone\.bn1\.", "res_features.1."),
-        (r"^image_encoder\.backbone\.layer([123])\.", None),
-        (r"^image_encoder\.patch_fc1\.", "res_l1."),
-        (r"^image_encoder\.patch_fc2\.", "res_l2."),
-        (r"^query_projection\.", "disease_embedding_layer."),
-        (r"^fusion\.layers\.(\d+)\.cross_attn\.", r"decoder.layers.\1.multihead_attn."),
-        (r"^fusion\.layers\.(\d+)\.", r"decoder.layers.\1."),
-        (r"^fusion\.norm\.", "decoder.norm."),
-        (r"^existence_head\.", "classifier."),
-        (r"^position_head\.", "cl_fc."),
-    )
-    for pattern, repl in inverse:
-        m = re.match(pattern, key)
-        if m:
-            if repl is None:  # layer1..3 -> res_features.4..6
-                return f"module.res_features.{int(m.group(1)) + 3}." + key[m.end():]
-            return "module." + re.sub(pattern, repl, key)
-    raise CheckpointError(f"no official name for {key!r}")
+    new = _rename(key, MEDKLIP_KEY_RULES)
+    if new is None:
+        raise CheckpointError(f"no official name for {key!r}")
+    return "module." + new
 
 
 def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -117,101 +124,43 @@ def infer_config(state: Mapping[str, torch.Tensor], num_heads: int = 4) -> MedKL
     )
 
 
-def load_state_dict_strict(
-    model: torch.nn.Module,
-    state: Mapping[str, torch.Tensor],
-    source: str,
-    rename: Callable[[str], str] | None = None,
-) -> None:
-    """``load_state_dict(strict=True)`` with an error that names every bad key.
-
-    ``rename`` gives a key's name in the checkpoint's own terms, shown beside ours.
-    """
-
-    def show(key: str) -> str:
-        if rename is None:
-            return key
-        try:
-            return f"{key} (in the checkpoint: {rename(key)})"
-        except CheckpointError:
-            return key
-
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(map(show, missing[:10]))}" + (" ..." if len(missing) > 10 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(map(show, unexpected[:10]))}" + (" ..." if len(unexpected) > 10 else ""))
-    for k in wrong[:10]:
-        problems.append(f"{show(k)}: checkpoint shape {tuple(state[k].shape)}, model shape {tuple(own[k].shape)}")
-    if problems:
-        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
-
-
-def embed_knowledge(
-    knowledge: "KnowledgeBase | None" = None,
-    text_encoder: "TextEncoder | str | None" = None,
-    entities: Sequence[str] | None = None,
-) -> tuple[list[str], list[str], torch.Tensor, list[str], list[str], torch.Tensor, "TextEncoder"]:
-    """Embed entity descriptions and position prompts the release's way.
-
-    Returns entity names, texts, embeddings, position names, texts, embeddings, the encoder.
-    """
-    from medklip.knowledge import KnowledgeBase
-    from medklip.text import TextEncoder
-
-    kb = knowledge or KnowledgeBase.default()
-    encoder = text_encoder if isinstance(text_encoder, TextEncoder) else TextEncoder(text_encoder)
-    chosen = kb.select(entities) if entities is not None else list(kb.pretraining_entities)
-    e_names = [e.name for e in chosen]
-    e_texts = [e.description for e in chosen]
-    p_names = list(kb.positions)
-    p_texts = kb.position_texts()
-    embeddings = encoder.encode(e_texts + p_texts)
-    return e_names, e_texts, embeddings[: len(e_texts)], p_names, p_texts, embeddings[len(e_texts):], encoder
-
-
 def load_official_checkpoint(
     cls: type["MedKLIP"],
     path: str | Path,
-    entity_embeddings: torch.Tensor | None,
-    position_embeddings: torch.Tensor | None,
-    text_encoder: "TextEncoder | str | None",
+    entity_embeddings: torch.Tensor | None = None,
+    position_embeddings: torch.Tensor | None = None,
+    text_encoder: TextEncoder | str | None = None,
     *,
     num_heads: int = 4,
-    knowledge: "KnowledgeBase | None" = None,
+    knowledge: KnowledgeBase | None = None,
 ) -> "MedKLIP":
-    """Build a :class:`MedKLIP` from the release's ``.pth``, in eval mode.
+    """Build a :class:`MedKLIP` from the release's ``.pth``, in eval mode, with the release's
+    preprocessing profile (``release-cxr14``).
 
-    Without explicit embeddings they are computed from the knowledge base with
-    ``text_encoder`` (default: the paper's Bio_ClinicalBERT, by name or local path).
+    Without explicit embeddings they are computed from the knowledge base with ``text_encoder``
+    (default: the paper's Bio_ClinicalBERT, by name or local path) at the release's test-time
+    ``max_length`` of 64.
     """
     state = read_official_state_dict(path)
     config = infer_config(state, num_heads=num_heads)
+    kb = knowledge or KnowledgeBase.default()
     e_names = p_names = e_texts = p_texts = None
+    record = None
     if entity_embeddings is None or position_embeddings is None:
-        from medklip.text import PAPER_TEXT_ENCODER
-
-        names, texts, e_emb, pnames, ptexts, p_emb, encoder = embed_knowledge(
-            knowledge, text_encoder or PAPER_TEXT_ENCODER
-        )
+        encoder = text_encoder if isinstance(text_encoder, TextEncoder) else TextEncoder(
+            text_encoder or PAPER_TEXT_ENCODER, max_length=ZERO_SHOT_MAX_LENGTH)
         if encoder.dim != config.text_dim:
             raise CheckpointError(
                 f"{path} expects {config.text_dim}-d text embeddings but {encoder.name} gives "
                 f"{encoder.dim}-d; use the encoder it was trained with (the release: "
                 f"{PAPER_TEXT_ENCODER}, by name or local folder)"
             )
+        emb = embed_knowledge(kb, encoder)
+        record = encoder_record(encoder)
         if entity_embeddings is None:
-            entity_embeddings, e_names, e_texts = e_emb, names, texts
+            entity_embeddings, e_names, e_texts = emb.entity_embeddings, emb.entity_names, emb.entity_texts
         if position_embeddings is None:
-            position_embeddings, p_names, p_texts = p_emb, pnames, ptexts
-    from medklip.knowledge import KnowledgeBase
-
-    kb = knowledge or KnowledgeBase.default()
+            position_embeddings, p_names, p_texts = emb.position_embeddings, emb.position_names, emb.position_texts
     if e_names is None and entity_embeddings.shape[0] == len(kb.pretraining_entities):
         e_names = [e.name for e in kb.pretraining_entities]
         e_texts = [e.description for e in kb.pretraining_entities]
@@ -219,6 +168,8 @@ def load_official_checkpoint(
         p_names, p_texts = list(kb.positions), kb.position_texts()
     model = cls(config, entity_embeddings, position_embeddings, entity_names=e_names,
                 position_names=p_names, entity_texts=e_texts, position_texts=p_texts)
+    model.text_encoder_info = record
+    model.preprocess_cfg = PreprocessConfig("release-cxr14", config.image_size)
     load_state_dict_strict(model, state, str(path), rename=medklip_to_official_key)
     logger.info("loaded official checkpoint %s (%s, %d queries)", path, config.backbone, len(model.entity_names))
     return model.eval()

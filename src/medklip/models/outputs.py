@@ -30,18 +30,14 @@ class MedKLIPOutput:
     heatmaps: torch.Tensor | None
     patch_grid: tuple[int, int]
 
-    def upsampled_heatmaps(self, size: tuple[int, int]) -> torch.Tensor:
-        """Heatmaps resized to an image size ``(H, W)`` (bilinear), ``[B,Q,H,W]``."""
-        if self.heatmaps is None:
-            raise ValueError("this output has no heatmaps: run the model with need_attentions=True")
-        return torch.nn.functional.interpolate(self.heatmaps, size=size, mode="bilinear", align_corners=False)
-
 
 @dataclass
 class MedKLIPLoss:
     """The paper's training loss: ``total = existence + position`` (weights 1.0 by default).
 
-    ``num_existence`` / ``num_position`` count the (image, entity) pairs each term averaged over.
+    ``num_existence`` / ``num_position`` count the (image, entity) pairs of this batch that
+    enter each term; each term is its sum over those pairs divided by the normaliser it was given
+    (the local counts by default, the global ones under DDP).
     """
 
     total: torch.Tensor

@@ -2,18 +2,19 @@
 
 ::
 
-    config.json              architecture, text-encoder info, file checksums
+    config.json              architecture, text encoder, preprocessing, training record, checksums
     model.safetensors        weights
     embeddings.safetensors   entity_embeddings [Q,D], position_embeddings [P,D]
     texts.json               the entity / position names and the texts that were embedded
+    README.md                the model card
+
+The same folder is what the Hugging Face Hub holds (:mod:`medklip.models.hub`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from medklip import __version__
-from medklip.errors import CheckpointError
+from medklip.data.preprocess import PreprocessConfig
+from medklip.errors import CheckpointError, MedKLIPError
+from medklip.io_utils import atomic_path, atomic_write_text
+from medklip.models.card import model_card
 from medklip.models.config import MedKLIPConfig
-from medklip.models.official import load_state_dict_strict
+from medklip.models.hub import is_hub_id, resolve_hub_folder
+from medklip.models.loading import load_state_dict_strict
 
 if TYPE_CHECKING:  # pragma: no cover
     from medklip.models.medklip import MedKLIP
@@ -42,13 +47,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: "MedKLIP", directory: str | Path) -> Path:
     """Write the model folder; each file is written to a temporary name, then renamed."""
     directory = Path(directory)
@@ -61,22 +59,24 @@ def save_pretrained(model: "MedKLIP", directory: str | Path) -> Path:
             "position_embeddings": model.position_embeddings.detach().cpu().contiguous(),
         }),
     ):
-        tmp = directory / f".{name}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": MODEL_FORMAT})
-        os.replace(tmp, directory / name)
+        with atomic_path(directory / name) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": MODEL_FORMAT})
     texts = {
         "entities": [{"name": n, "text": t} for n, t in zip(model.entity_names, model.entity_texts)],
         "positions": [{"name": n, "text": t} for n, t in zip(model.position_names, model.position_texts)],
     }
-    _atomic_write_text(directory / "texts.json", json.dumps(texts, indent=1, ensure_ascii=False))
+    atomic_write_text(directory / "texts.json", json.dumps(texts, indent=1, ensure_ascii=False))
     config: dict[str, Any] = {
         "format": MODEL_FORMAT,
         "medklip_version": __version__,
         "model": model.config.to_dict(),
-        "text_encoder": getattr(model, "text_encoder_info", None),
+        "text_encoder": model.text_encoder_info,
+        "preprocess": model.preprocess_cfg.to_dict(),
+        "training": model.training_info,
         "sha256": {name: sha256_file(directory / name) for name in FILES},
     }
-    _atomic_write_text(directory / "config.json", json.dumps(config, indent=1))
+    atomic_write_text(directory / "README.md", model_card(model))
+    atomic_write_text(directory / "config.json", json.dumps(config, indent=1))
     logger.info("saved model to %s", directory)
     return directory
 
@@ -91,15 +91,23 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: no config.json; is this a medklip model folder?")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: permission denied; make the model folder readable by this user") from exc
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
     if config.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path}: format is {config.get('format')!r}, expected {MODEL_FORMAT!r}")
     return config
 
 
-def load_pretrained(cls: type["MedKLIP"], directory: str | Path, map_location: str | torch.device = "cpu") -> "MedKLIP":
-    """Load a folder written by :func:`save_pretrained`, verifying file checksums."""
+def load_pretrained(cls: type["MedKLIP"], directory: str | Path, map_location: str | torch.device = "cpu",
+                    revision: str | None = None) -> "MedKLIP":
+    """Load a folder written by :func:`save_pretrained` (or a Hub repo id, at ``revision``),
+    verifying file checksums."""
+    if not Path(directory).is_dir() and is_hub_id(str(directory)):
+        directory = resolve_hub_folder(str(directory), revision)
     directory = Path(directory)
     config = read_model_config(directory)
     for name in FILES:
@@ -107,7 +115,12 @@ def load_pretrained(cls: type["MedKLIP"], directory: str | Path, map_location: s
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from the model folder")
         expected = config.get("sha256", {}).get(name)
-        if expected and sha256_file(path) != expected:
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}); make the model folder "
+                                  "readable by this user") from exc
+        if expected and actual != expected:
             raise CheckpointError(
                 f"{path}: checksum mismatch (file truncated, modified or from another save); "
                 "re-copy the model folder"
@@ -132,5 +145,11 @@ def load_pretrained(cls: type["MedKLIP"], directory: str | Path, map_location: s
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory}: inconsistent model folder ({exc})") from exc
     model.text_encoder_info = config.get("text_encoder")
+    model.training_info = config.get("training")
+    if config.get("preprocess") is not None:  # folders written before profiles existed: medklip's own
+        try:
+            model.preprocess_cfg = PreprocessConfig.from_dict(config["preprocess"])
+        except (MedKLIPError, TypeError) as exc:
+            raise CheckpointError(f"{directory}/config.json: bad preprocess entry ({exc})") from exc
     load_state_dict_strict(model, weights, str(directory / "model.safetensors"))
     return model.to(map_location).eval()

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from medklip.io_utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,7 @@ class EmbeddingCache:
     def put(self, text: str, vector: np.ndarray) -> None:
         path = self._path(text)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            with atomic_path(path) as tmp, tmp.open("wb") as f:
                 np.save(f, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
         except OSError as exc:  # a read-only cache must not stop the run
             logger.warning("cannot write embedding cache under %s (%s)", self.folder, exc)

@@ -45,8 +45,9 @@ def _hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def resolve_encoder_folder(name_or_path: str | None) -> Path:
-    """A local folder holding the encoder: the packaged MiniLM, a path, or a hub snapshot.
+def resolve_encoder_folder(name_or_path: str | None, revision: str | None = None) -> Path:
+    """A local folder holding the encoder: the packaged MiniLM, a path, or a hub snapshot (at
+    ``revision``: a branch, tag or commit; the commit is what a model folder records).
 
     Raises:
         TextEncoderNotFoundError: the name is not a folder, not in the local hub cache, and
@@ -67,12 +68,13 @@ def resolve_encoder_folder(name_or_path: str | None) -> Path:
 
     patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]
     try:
-        return Path(snapshot_download(name_or_path, local_files_only=True, allow_patterns=patterns))
+        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=True,
+                                      allow_patterns=patterns))
     except Exception:  # not in the local hub cache
         pass
     if not _hub_offline():
         try:
-            return Path(snapshot_download(name_or_path, allow_patterns=patterns))
+            return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=patterns))
         except Exception as exc:
             reason = f"the hub could not be reached ({type(exc).__name__})"
     else:
@@ -114,6 +116,7 @@ class TextEncoder:
         device: torch device; default CPU.
         cache_dir: embedding cache root; None -> :func:`default_cache_dir`. ``use_cache=False``
             turns the cache off.
+        revision: a Hub branch, tag or commit to pin a hub encoder to.
     """
 
     def __init__(
@@ -126,11 +129,14 @@ class TextEncoder:
         device: str | torch.device | None = None,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
+        revision: str | None = None,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.name = name_or_path or DEFAULT_TEXT_ENCODER
-        self.folder = resolve_encoder_folder(name_or_path)
+        self.folder = resolve_encoder_folder(name_or_path, revision)
+        self.revision = self.folder.name if self.folder.parent.name == "snapshots" else revision
+        """The Hub commit the encoder was read at (None for a local folder or the packaged one)."""
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.pooling = pooling
@@ -207,7 +213,7 @@ class TextEncoder:
 
     def info(self) -> dict:
         """What a saved model records about the encoder that made its embeddings."""
-        return {"name": self.name, "identity": self.identity, "pooling": self.pooling,
+        return {"name": self.name, "revision": self.revision, "identity": self.identity, "pooling": self.pooling,
                 "max_length": self.max_length, "dim": self.dim}
 
     def __repr__(self) -> str:

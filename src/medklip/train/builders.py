@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from medklip.config_utils import ConfigError
+from medklip.config_utils import ConfigError, to_dict
 from medklip.data.image_io import ImageCache
 from medklip.data.manifest import ManifestRow, read_manifest
 from medklip.data.pretrain import PretrainDataset
+from medklip.data.synthetic.world import WORLD_VERSION
 from medklip.data.transforms import eval_transform, train_transform
 from medklip.knowledge import KnowledgeBase
 from medklip.models import MedKLIP
@@ -88,7 +89,18 @@ def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
     # so the model's initialisation is seeded after it and does not depend on the cache
     encoder.encode([e.description for e in kb.pretraining_entities] + kb.position_texts())
     torch.manual_seed(config.run.seed)
-    return MedKLIP.from_knowledge_base(config.model, kb, encoder)
+    return MedKLIP.from_knowledge_base(config.model, kb, encoder)  # records the encoder, query max_length 64
+
+
+def training_record(config: PretrainConfig) -> dict:
+    """What a saved model records about its training (shown in its model card and the web page)."""
+    if config.data.manifest is None:
+        world = config.data.world
+        data, text = "synthetic", (f"medklip's embedded synthetic chest X-ray world, version {WORLD_VERSION} "
+                                   f"({world.train} training studies, {world.image_size} px, seed {world.seed})")
+    else:
+        data, text = f"manifest:{Path(config.data.manifest).name}", f"images and reports of {config.data.manifest}"
+    return {"data": data, "description": text, "config": to_dict(config)}
 
 
 def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:

@@ -6,7 +6,6 @@ import contextlib
 import csv
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from medklip.config_utils import ConfigError, save_config, to_dict
 from medklip.knowledge import KnowledgeBase
-from medklip.labels import ABSENT, PRESENT
-from medklip.models import MedKLIP
+from medklip.models import MedKLIP, MedKLIPCriterion, pair_counts
+from medklip.progress import Progress
 from medklip.train import builders
 from medklip.train.checkpoint import (
     load_checkpoint,
@@ -81,16 +80,13 @@ class _Logs:
             self.tb.close()
 
 
-def global_loss(model: MedKLIP, out, batch: dict, world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def global_loss(criterion: MedKLIPCriterion, model: MedKLIP, out, batch: dict,
+                world: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The loss of the whole global batch, however it is split over processes: each process sums
     its pairs and divides by the global count (x world size, as DDP averages gradients)."""
-    parts = model.loss(out, batch["exist"], batch["position_index"])
-    labels = batch["exist"]
-    counts = all_reduce_sum(torch.stack([((labels == PRESENT) | (labels == ABSENT)).sum(),
-                                         (labels == PRESENT).sum()]).float())
-    ce = parts.existence * parts.num_existence / counts[0].clamp(min=1) * world
-    cl = parts.position * parts.num_position / counts[1].clamp(min=1) * world
-    return ce + cl, ce.detach() / world, cl.detach() / world
+    counts = all_reduce_sum(pair_counts(batch["exist"]))
+    parts = criterion(out, batch["exist"], batch["position_index"], model.position_embeddings, counts)
+    return parts.total * world, parts.existence.detach(), parts.position.detach()
 
 
 class Pretrainer:
@@ -110,6 +106,8 @@ class Pretrainer:
         rows = builders.manifest_rows(cfg, self.out, self.env.is_main, self.progress and self.env.is_main)
         model = builders.build_model(cfg, self.kb)
         cfg.model = model.config  # text_dim comes from the text encoder
+        self.criterion = MedKLIPCriterion()
+        model.training_info = builders.training_record(cfg)
         if self.env.is_main:
             save_config(cfg, self.out / "config.yaml")
         self.train_set, self.val_set = builders.build_datasets(cfg, rows, self.kb, model.entity_names)
@@ -183,17 +181,18 @@ class Pretrainer:
         self.model.eval()
         sampler = ShardedSampler(len(self.val_set), self.micro_global, self.env.rank, self.env.world_size,
                                  shuffle=False, drop_last=False)
-        total = torch.zeros(2, device=self.device)
+        sums = torch.zeros(4, device=self.device)  # existence sum, position sum, their pair counts
         for batch in self._loader(self.val_set, sampler):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with self._autocast():
                 out = self.model(batch["image"], need_attentions=False)
-            parts = self.model.loss(out, batch["exist"], batch["position_index"])
-            n = float(len(batch["image"]))
-            total += torch.tensor([float(parts.total) * n, n], device=self.device)
-        total = all_reduce_sum(total)
+            ce, cl, counts = self.criterion.sums(out, batch["exist"], batch["position_index"],
+                                                 self.model.position_embeddings)
+            sums += torch.stack([ce.detach().float(), cl.detach().float(), *counts.to(self.device)])
+        sums = all_reduce_sum(sums)
         self.model.train()
-        return float(total[0] / total[1].clamp(min=1))
+        c = self.criterion  # the validation set's loss: every pair weighs the same, as in training
+        return float(c.existence_weight * sums[0] / sums[2].clamp(min=1) + c.position_weight * sums[1] / sums[3].clamp(min=1))
 
     def run(self) -> PretrainResult:
         try:
@@ -206,11 +205,8 @@ class Pretrainer:
         cfg, o = self.config, self.config.optim
         logs = _Logs(self.out, bool(self.resume)) if self.env.is_main else None
         losses: list[float] = []
-        bar = None
-        if self.env.is_main and self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=self.step, unit="step", file=sys.stderr, desc="pre-training")
+        bar = Progress(self.total_steps, "pre-training", unit="step", enabled=self.env.is_main and self.progress,
+                       initial=self.step)
         self.model.train()
         # the training RNG (dropout) starts here, after everything that might draw numbers
         # during setup (first-time imports, an encoder loaded on a cold cache, ...)
@@ -227,7 +223,7 @@ class Pretrainer:
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with self._autocast():
                     out = self.ddp(batch["image"], need_attentions=False)
-                loss, ce, cl = global_loss(self.model, out, batch, self.env.world_size)
+                loss, ce, cl = global_loss(self.criterion, self.model, out, batch, self.env.world_size)
                 (loss / o.grad_accum).backward()
                 running += torch.stack([loss.detach().cpu() / self.env.world_size, ce.cpu(), cl.cpu()])
                 self.micro_done += 1
@@ -246,9 +242,8 @@ class Pretrainer:
                 if not math.isfinite(losses[-1]):
                     raise FloatingPointError(f"loss became {losses[-1]} at step {self.step}; lower optim.lr")
                 rate = seen / max(time.perf_counter() - tick, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{rate:.1f}", epoch=self.epoch)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{rate:.1f}", epoch=self.epoch)
+                bar.update(1)
                 if logs and (self.step % cfg.run.log_every_steps == 0 or self.step == 1):
                     logs.log({"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0],
                               "loss": losses[-1], "existence": float(values[1]), "position": float(values[2]),
@@ -261,8 +256,7 @@ class Pretrainer:
                 self._end_epoch(logs)
         if self.micro_done:  # stopped inside an epoch (max_steps): keep a resumable state
             self._save()
-        if bar is not None:
-            bar.close()
+        bar.close()
         best, last = self.out / "best", self.out / "last"
         if self.env.is_main:
             self.model.save_pretrained(last)

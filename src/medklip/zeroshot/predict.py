@@ -1,20 +1,23 @@
 """Zero-shot prediction on user images: probabilities for any finding (seen or described) and
-grounding heatmaps. ``Predictor`` is the Python API behind ``medklip predict``."""
+grounding heatmaps. ``Predictor`` is the Python API behind ``medklip predict`` and the web page."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from medklip.data.image_io import IMAGE_SUFFIXES, ImageReadError, read_image, to_pil
-from medklip.data.transforms import eval_transform
-from medklip.errors import MedKLIPError
+from medklip.data.image_io import IMAGE_SUFFIXES
 from medklip.knowledge import KnowledgeBase, normalize_name
 from medklip.models import MedKLIP
+from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
+from medklip.models.factory import create_model
+from medklip.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from medklip.zeroshot.loading import iter_batches
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,10 @@ class Prediction:
     image: str
     probabilities: dict[str, float] = field(default_factory=dict)
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
-    pixels: np.ndarray | None = None  # the image as read, [0, 1], for overlays
+    display: np.ndarray | None = None
+    """The decoded image, grayscale in [0, 1], at most 1,024 px a side (only when asked for)."""
+    size: tuple[int, int] = (0, 0)
+    """The image's ``(height, width)`` as decoded."""
     error: str | None = None
 
 
@@ -39,67 +45,120 @@ def requested_names(findings: Sequence[str], describe: Mapping[str, str] | None 
     return list(findings) + [n for n in (describe or {}) if n not in findings]
 
 
+def _walk(folder: Path, files: list[Path], problems: list[Prediction], seen: set[str], visited: set[str]) -> int:
+    """Image files under ``folder`` (links followed, loops and dangling links reported); returns
+    how many were found."""
+    real = os.path.realpath(folder)
+    if real in visited:
+        problems.append(Prediction(str(folder), error="a symbolic-link loop (this folder contains itself); skipped"))
+        return 0
+    visited.add(real)
+    found = 0
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Prediction(str(folder), error=f"cannot list the folder ({exc.strerror or exc})"))
+        return 0
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError as exc:  # ELOOP on a self-referencing link
+            problems.append(Prediction(str(path), error=f"unreadable entry ({exc.strerror or exc})"))
+            continue
+        if entry.is_symlink() and not (is_dir or is_file):
+            kind = "a symbolic-link loop" if _is_loop(path) else "a dangling symbolic link"
+            problems.append(Prediction(str(path), error=f"{kind}; skipped"))
+            continue
+        if is_dir:
+            found += _walk(path, files, problems, seen, visited)
+        elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
+            found += _add(path, files, seen)
+    visited.discard(real)
+    return found
+
+
+def _is_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == 40  # ELOOP
+    return False
+
+
+def _add(path: Path, files: list[Path], seen: set[str]) -> int:
+    real = os.path.realpath(path)
+    if real in seen:
+        logger.info("%s: the same file as one already listed; predicted once", path)
+        return 0
+    seen.add(real)
+    files.append(path)
+    return 1
+
+
 def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Prediction]]:
-    """Files to predict on (folders walked for image files) and the inputs that are not usable."""
+    """Files to predict on (folders walked, symbolic links followed) and the inputs that are not
+    usable, each with its reason: missing paths, dangling links, link loops, empty folders. A
+    file reached twice (named twice, or through a link) is predicted once."""
     files: list[Path] = []
-    missing: list[Prediction] = []
+    problems: list[Prediction] = []
+    seen: set[str] = set()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                missing.append(Prediction(str(path), error="folder holds no PNG / JPG / DICOM files"))
-            files.extend(found)
+            if not _walk(path, files, problems, seen, set()) and not any(p.image.startswith(str(path)) for p in problems):
+                problems.append(Prediction(str(path), error="folder holds no PNG / JPG / DICOM files"))
         elif path.is_file():
-            files.append(path)
+            _add(path, files, seen)
+        elif os.path.islink(path):
+            problems.append(Prediction(str(path), error="a symbolic-link loop" if _is_loop(path)
+                                       else "a dangling symbolic link (its target does not exist)"))
         else:
-            missing.append(Prediction(str(path), error="no such file or folder"))
-    return files, missing
+            problems.append(Prediction(str(path), error="no such file or folder"))
+    return files, problems
+
+
+def default_workers() -> int:
+    """Decoding processes for a batch job: one per core beyond the first, at most four."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 class Predictor:
-    """Load a model once, then predict on many images.
+    """Load a model once (with its preprocessing), then predict on many images.
 
     Args:
-        model: a :class:`MedKLIP`, a ``save_pretrained`` folder, or an official ``.pth``.
+        model: a :class:`MedKLIP`, a ``save_pretrained`` folder, an official ``.pth`` or a Hub id
+            (see :func:`medklip.create_model`).
         text_encoder: hub name / folder for encoding new descriptions (and for an official
             checkpoint's embeddings); default: the one recorded in the model folder.
         device: ``"cpu"``, ``"cuda"``...; default: a GPU when there is one.
+        preprocess: a preprocessing profile overriding the model's own.
+        max_pixels: the decoding budget per image (``"model"``: the model's).
+        workers: processes that decode images ahead of the model (0: none).
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,
-                 device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+                 device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
+                 preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0) -> None:
         self.knowledge = knowledge or KnowledgeBase.default()
-        self._encoder = None
+        self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
-        if isinstance(model, MedKLIP):
-            self.model = model
-        else:
-            path = Path(model)
-            if path.is_dir():
-                self.model = MedKLIP.from_pretrained(path)
-            elif path.suffix in (".pth", ".pt"):
-                from medklip.text import PAPER_TEXT_ENCODER
-
-                self._encoder_name = text_encoder or PAPER_TEXT_ENCODER
-                self.model = MedKLIP.from_official_checkpoint(path, text_encoder=self.encoder,
-                                                              knowledge=self.knowledge)
-            else:
-                raise MedKLIPError(f"{path}: not a model folder (save_pretrained) nor an official .pth")
-        self.model = self.model.to(self.device).eval()
-        self.transform = eval_transform(self.model.config.image_size)
+        self.model, self.preprocess = create_model(model, text_encoder=text_encoder, device=device,
+                                                   preprocess=preprocess, max_pixels=max_pixels,
+                                                   knowledge=self.knowledge)
+        self.device = next(self.model.parameters()).device
+        self.workers = workers
 
     @property
-    def encoder(self):
-        """The text encoder for new descriptions (loaded on first use)."""
+    def encoder(self) -> TextEncoder:
+        """The text encoder for new descriptions (loaded on first use): the model's own, at the
+        zero-shot token limit it records (the release: 64)."""
         if self._encoder is None:
-            from medklip.text import TextEncoder
-
-            info = getattr(getattr(self, "model", None), "text_encoder_info", None) or {}
+            info = self.model.text_encoder_info or {}
             name = self._encoder_name or info.get("name")
-            self._encoder = TextEncoder(None if name in (None, "packaged:all-MiniLM-L6-v2") else name,
-                                        pooling=info.get("pooling", "cls"), max_length=info.get("max_length", 64))
+            self._encoder = TextEncoder(None if name in (None, DEFAULT_TEXT_ENCODER) else name,
+                                        pooling=info.get("pooling", "cls"), revision=info.get("revision"),
+                                        max_length=info.get("query_max_length", ZERO_SHOT_MAX_LENGTH))
         return self._encoder
 
     def queries(self, findings: Sequence[str], describe: Mapping[str, str] | None = None
@@ -128,32 +187,34 @@ class Predictor:
             emb.append(self.encoder.encode(extra_texts))
         return names, torch.cat(emb), rows
 
-    @torch.no_grad()
-    def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
-                describe: Mapping[str, str] | None = None, batch_size: int = 16,
-                heatmaps: bool = True) -> list[Prediction]:
-        """Predictions in input order; an unreadable image gets ``error`` and the rest go on."""
+    @torch.inference_mode()
+    def iter_predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
+                     describe: Mapping[str, str] | None = None, batch_size: int = 16, heatmaps: bool = True,
+                     keep_display: bool = False) -> Iterator[Prediction]:
+        """Predictions in input order, each yielded as soon as its batch is done (nothing is kept);
+        an unreadable image gets ``error`` and the rest go on."""
         _names, queries, rows = self.queries(findings, describe)
         asked = requested_names(findings, describe)
         queries = queries.to(self.device)
-        results: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            chunk = [Prediction(str(p)) for p in images[start:start + batch_size]]
-            tensors = []
-            for pred in chunk:
-                try:
-                    pred.pixels = read_image(pred.image)
-                    tensors.append(self.transform(to_pil(pred.pixels)))
-                except ImageReadError as exc:
-                    pred.error = str(exc)
-                    logger.warning("%s", exc)
-            good = [p for p in chunk if p.error is None]
-            if good:
-                out = self.model(torch.stack(tensors).to(self.device), queries, need_attentions=heatmaps)
-                for i, pred in enumerate(good):
-                    for name, row in zip(asked, rows):
-                        pred.probabilities[name] = float(out.probs[i, row])
-                        if heatmaps:
-                            pred.heatmaps[name] = out.heatmaps[i, row].cpu().numpy()
-            results.extend(chunk)
-        return results
+        for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
+            good = batch.good
+            out = self.model(batch.stack().to(self.device), queries, need_attentions=heatmaps) if good else None
+            position = {item.index: i for i, item in enumerate(good)}
+            for item in batch.items:
+                pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error)
+                if item.error is not None:
+                    logger.warning("%s", item.error)
+                else:
+                    i = position[item.index]
+                    probs = out.probs[i, rows].float().cpu().tolist()
+                    pred.probabilities = dict(zip(asked, probs))
+                    if heatmaps:
+                        maps = out.heatmaps[i, rows].float().cpu().numpy()
+                        pred.heatmaps = dict(zip(asked, maps))
+                yield pred
+
+    def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
+                describe: Mapping[str, str] | None = None, batch_size: int = 16, heatmaps: bool = True,
+                keep_display: bool = False) -> list[Prediction]:
+        """All predictions of :meth:`iter_predict` as a list."""
+        return list(self.iter_predict(images, findings, describe, batch_size, heatmaps, keep_display))

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from medklip.data.benchmarks.base import Benchmark, BenchmarkError, Region, Sample
+from medklip.data.benchmarks.base import (
+    Benchmark,
+    BenchmarkError,
+    Region,
+    Sample,
+    index_files,
+    make_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +35,6 @@ def _find(root: Path, names: Iterable[str], what: str, dataset: str) -> Path:
                 return root / tried[-1]
     raise BenchmarkError(f"{root}: no {what} found for {dataset} (looked for {', '.join(tried[::3])}); "
                          "see `medklip evaluate --list` for the layout each dataset needs")
-
-
-def _index(root: Path, suffixes: set[str], key: Callable[[Path], str] = lambda p: p.name) -> dict[str, Path]:
-    """Files under ``root`` by name (or another key); a key found twice keeps the first path."""
-    found: dict[str, Path] = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in suffixes and p.is_file():
-            found.setdefault(key(p), p)
-    return found
 
 
 def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
@@ -63,17 +61,13 @@ def _benchmark(name: str, spec: dict, samples: list[Sample], errors: list[dict])
                      spec.get("segment_class", next(iter(classes)) if len(classes) == 1 else None))
 
 
-def _error(source: Path, row: int, id_: str, error: str) -> dict:
-    return {"source": str(source), "row": row, "id": id_, "error": error}
-
-
 # ----------------------------------------------------------------------------- ChestX-ray14
 def read_chestxray14(root: Path, spec: dict) -> Benchmark:
     labels_csv = _find(root, ["Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"], "Data_Entry_2017.csv",
                        "chestxray14")
     df = _read_csv(labels_csv, ["Image Index", "Finding Labels"])
     classes, aliases = spec["classes"], spec.get("aliases", {})
-    images = _index(root, {".png"})
+    images = index_files(root, {".png"})
     boxes: dict[str, dict[str, Region]] = {}
     try:
         bbox_csv = _find(root, ["BBox_List_2017.csv"], "", "chestxray14")
@@ -85,7 +79,7 @@ def read_chestxray14(root: Path, spec: dict) -> Benchmark:
         for i, row in enumerate(bdf.itertuples(index=False), start=2):
             label = aliases.get(str(row[1]).strip(), str(row[1]).strip())
             if label not in classes:
-                errors.append(_error(bbox_csv, i, str(row[0]), f"unknown finding label {row[1]!r}"))
+                errors.append(make_error(bbox_csv, i, str(row[0]), f"unknown finding label {row[1]!r}"))
                 continue
             region = boxes.setdefault(str(row[0]), {}).setdefault(label, Region())
             region.boxes.append(tuple(float(v) for v in row[2:6]))
@@ -95,10 +89,10 @@ def read_chestxray14(root: Path, spec: dict) -> Benchmark:
         found = [t.strip() for t in text.split("|") if t.strip() and t.strip() != "No Finding"]
         unknown = [t for t in found if aliases.get(t, t) not in classes]
         if unknown:
-            errors.append(_error(labels_csv, i, name, f"unknown finding label(s) {unknown}"))
+            errors.append(make_error(labels_csv, i, name, f"unknown finding label(s) {unknown}"))
             continue
         if name not in images:
-            errors.append(_error(labels_csv, i, name, "image file not found under the root"))
+            errors.append(make_error(labels_csv, i, name, "image file not found under the root"))
             continue
         positive = {aliases.get(t, t) for t in found}
         samples.append(Sample(name, images[name], {c: int(c in positive) for c in classes}, str(patient),
@@ -111,24 +105,24 @@ def read_rsna(root: Path, spec: dict) -> Benchmark:
     labels_csv = _find(root, ["stage_2_train_labels.csv", "stage_1_train_labels.csv"], "stage_2_train_labels.csv",
                        "rsna-pneumonia")
     df = _read_csv(labels_csv, ["patientId", "x", "y", "width", "height", "Target"])
-    images = _index(root, {".dcm"}, key=lambda p: p.stem)
+    images = index_files(root, {".dcm"}, key=lambda p: p.stem)
     [cls] = spec["classes"]
     by_id: dict[str, Sample] = {}
     errors: list[dict] = []
     for i, row in enumerate(df.itertuples(index=False), start=2):
         pid = row.patientId.strip()
         if row.Target not in ("0", "1"):
-            errors.append(_error(labels_csv, i, pid, f"Target must be 0 or 1, got {row.Target!r}"))
+            errors.append(make_error(labels_csv, i, pid, f"Target must be 0 or 1, got {row.Target!r}"))
             continue
         if pid not in images:
-            errors.append(_error(labels_csv, i, pid, "DICOM <patientId>.dcm not found under the root"))
+            errors.append(make_error(labels_csv, i, pid, "DICOM <patientId>.dcm not found under the root"))
             continue
         sample = by_id.setdefault(pid, Sample(pid, images[pid], {cls: 0}, pid))
         if row.Target == "1":
             try:
                 box = tuple(float(v) for v in (row.x, row.y, row.width, row.height))
             except ValueError:
-                errors.append(_error(labels_csv, i, pid, "Target 1 without a numeric box"))
+                errors.append(make_error(labels_csv, i, pid, "Target 1 without a numeric box"))
                 continue
             sample.labels[cls] = 1
             sample.regions.setdefault(cls, Region()).boxes.append(box)
@@ -140,17 +134,17 @@ def read_siim(root: Path, spec: dict) -> Benchmark:
     labels_csv = _find(root, ["train-rle.csv", "stage_2_train.csv", "siim-pneumothorax-train-rle.csv"],
                        "train-rle.csv", "siim-acr")
     df = _read_csv(labels_csv, ["ImageId", "EncodedPixels"])
-    images = _index(root, {".dcm"}, key=lambda p: p.stem)
+    images = index_files(root, {".dcm"}, key=lambda p: p.stem)
     [cls] = spec["classes"]
     by_id: dict[str, Sample] = {}
     errors: list[dict] = []
     for i, row in enumerate(df.itertuples(index=False), start=2):
         image_id, rle = row.ImageId.strip(), row.EncodedPixels.strip()
         if image_id not in images:
-            errors.append(_error(labels_csv, i, image_id, "DICOM <ImageId>.dcm not found under the root"))
+            errors.append(make_error(labels_csv, i, image_id, "DICOM <ImageId>.dcm not found under the root"))
             continue
         if rle != "-1" and not rle.replace(" ", "").isdigit():
-            errors.append(_error(labels_csv, i, image_id, "EncodedPixels is neither -1 nor run-length integers"))
+            errors.append(make_error(labels_csv, i, image_id, "EncodedPixels is neither -1 nor run-length integers"))
             continue
         sample = by_id.setdefault(image_id, Sample(image_id, images[image_id], {cls: 0}, image_id))
         if rle != "-1":
@@ -178,21 +172,21 @@ def read_covidx(root: Path, spec: dict) -> Benchmark:
             if not parts:
                 continue
             if len(parts) < 3:
-                errors.append(_error(lst, i, line[:40], "expected: patient_id filename label [source]"))
+                errors.append(make_error(lst, i, line[:40], "expected: patient_id filename label [source]"))
                 continue
             patient, filename, label = parts[0], parts[1], parts[2].lower()
             if label not in COVIDX_POSITIVE | COVIDX_NEGATIVE:
-                errors.append(_error(lst, i, filename, f"unknown label {parts[2]!r}"))
+                errors.append(make_error(lst, i, filename, f"unknown label {parts[2]!r}"))
                 continue
             path = root / lst.stem / filename
             if not path.is_file():
-                index = index if index is not None else _index(root, {".png", ".jpg", ".jpeg"})
+                index = index if index is not None else index_files(root, {".png", ".jpg", ".jpeg"})
                 path = index.get(filename)
             if path is None:
-                errors.append(_error(lst, i, filename, f"image not found in {root / lst.stem} or under the root"))
+                errors.append(make_error(lst, i, filename, f"image not found in {root / lst.stem} or under the root"))
                 continue
             if filename in seen:
-                errors.append(_error(lst, i, filename, "listed twice; the first row is used"))
+                errors.append(make_error(lst, i, filename, "listed twice; the first row is used"))
                 continue
             seen.add(filename)
             samples.append(Sample(filename, path, {cls: int(label in COVIDX_POSITIVE)}, patient))
@@ -209,10 +203,10 @@ def read_covid_rural(root: Path, spec: dict) -> Benchmark:
     samples, errors = [], []
     for i, img in enumerate(sorted(p for p in image_dir.iterdir() if p.is_file()), start=1):
         if img.stem not in masks:
-            errors.append(_error(img, i, img.stem, f"no mask {img.stem}.png in {mask_dir}"))
+            errors.append(make_error(img, i, img.stem, f"no mask {img.stem}.png in {mask_dir}"))
             continue
         samples.append(Sample(img.stem, img, {cls: 1}, img.stem, {cls: Region(mask_file=masks.pop(img.stem))}))
-    errors += [_error(m, 0, stem, "mask without an image") for stem, m in masks.items()]
+    errors += [make_error(m, 0, stem, "mask without an image") for stem, m in masks.items()]
     return _benchmark("covid-rural", spec, samples, errors)
 
 
@@ -243,9 +237,9 @@ def read_edema(root: Path, spec: dict, labels: Path | None = None) -> Benchmark:
         except ValueError:
             grade = None
         if grade not in grades:
-            errors.append(_error(labels, i, id_, f"edema_severity {row['edema_severity']!r} is not one of {grades}"))
+            errors.append(make_error(labels, i, id_, f"edema_severity {row['edema_severity']!r} is not one of {grades}"))
         elif not path.is_file():
-            errors.append(_error(labels, i, id_, f"image not found: {path}"))
+            errors.append(make_error(labels, i, id_, f"image not found: {path}"))
         else:
             samples.append(Sample(id_, path, {cls: grade}, group))
     return _benchmark("edema-severity", spec, samples, errors)
@@ -267,7 +261,7 @@ def read_synthetic(root: Path, spec: dict) -> Benchmark:
         sid = row["study_id"]
         path = root / images.get(sid, "")
         if sid not in images or not path.is_file():
-            errors.append(_error(labels_file, i, sid, "image not found"))
+            errors.append(make_error(labels_file, i, sid, "image not found"))
             continue
         labels = {c: int(row["labels"].get(c, 0)) for c in classes}
         labels["burden"] = min(3, sum(labels.values()))

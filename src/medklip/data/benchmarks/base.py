@@ -6,10 +6,16 @@ import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from medklip.data.benchmarks.masks import (
+    boxes_to_mask,
+    read_mask_array,
+    read_mask_file,
+    rle_to_mask,
+)
 from medklip.errors import MedKLIPError
 
 logger = logging.getLogger(__name__)
@@ -19,6 +25,20 @@ SPLITS = ("train", "valid", "test")
 
 class BenchmarkError(MedKLIPError):
     """A dataset folder or split file that cannot be used; the message says what to do."""
+
+
+def index_files(root: Path, suffixes: set[str], key: Callable[[Path], str] = lambda p: p.name) -> dict[str, Path]:
+    """Files under ``root`` by name (or another key); a key found twice keeps the first path."""
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in suffixes and p.is_file():
+            found.setdefault(key(p), p)
+    return found
+
+
+def make_error(source: Path, row: int, id_: str, error: str) -> dict:
+    """One unusable label row, as ``errors.jsonl`` lists it."""
+    return {"source": str(source), "row": row, "id": id_, "error": error}
 
 
 @dataclass
@@ -33,12 +53,6 @@ class Region:
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Boolean mask of ``shape`` (the original image's ``(height, width)``)."""
-        from medklip.data.benchmarks.masks import (
-            boxes_to_mask,
-            read_mask_file,
-            rle_to_mask,
-        )
-
         out = np.zeros(shape, bool)
         if self.boxes:
             out |= boxes_to_mask(self.boxes, shape)
@@ -47,10 +61,8 @@ class Region:
         if self.mask_file is not None:
             out |= read_mask_file(self.mask_file, shape)
         if self.npz is not None:
-            from medklip.data.benchmarks.masks import resize_mask
-
             with np.load(self.npz[0]) as f:
-                out |= resize_mask(f[self.npz[1]].astype(bool), shape)
+                out |= read_mask_array(f[self.npz[1]], shape)
         return out
 
 

@@ -11,13 +11,13 @@ from medklip.errors import MedKLIPError
 
 
 def boxes_to_mask(boxes: Iterable[tuple[float, float, float, float]], shape: tuple[int, int]) -> np.ndarray:
-    """Fill ``(x, y, w, h)`` boxes (pixels, origin top-left) into a boolean mask of ``shape``."""
+    """Fill ``(x, y, w, h)`` boxes (pixels, origin top-left) into a boolean mask of ``shape``, as the
+    release's RSNA script does: rows ``int(y) : int(y) + int(h)``, columns ``int(x) : int(x) + int(w)``
+    (each value truncated on its own)."""
     mask = np.zeros(shape, bool)
-    h, w = shape
     for x, y, bw, bh in boxes:
-        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-        x1, y1 = min(w, int(round(x + bw))), min(h, int(round(y + bh)))
-        mask[y0:y1, x0:x1] = True
+        y0, x0 = max(0, int(y)), max(0, int(x))
+        mask[y0:max(y0, int(y) + int(bh)), x0:max(x0, int(x) + int(bw))] = True
     return mask
 
 
@@ -48,24 +48,24 @@ def rle_to_mask(rle: str, shape: tuple[int, int]) -> np.ndarray:
     return flat.reshape(w, h).T
 
 
-def read_mask_file(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A mask image (any nonzero pixel is inside), resized to ``shape`` if it differs."""
-    try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, ValueError) as exc:
-        raise MedKLIPError(f"{path}: cannot read the mask image ({exc})") from exc
-    if img.size != (shape[1], shape[0]):
-        img = img.convert("L").resize((shape[1], shape[0]), Image.NEAREST)
-    arr = np.asarray(img)
+def read_mask_array(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask array (any nonzero value is inside), resized nearest to ``shape`` if it differs."""
+    arr = np.asarray(array)
     if arr.ndim == 3:
         arr = arr[..., :3].max(-1)
-    return arr > 0
+    arr = arr > 0
+    if arr.shape != tuple(shape):
+        img = Image.fromarray(arr.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
+        arr = np.asarray(img) > 0
+    return arr
 
 
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a boolean mask to ``(height, width)``."""
-    if mask.shape == tuple(shape):
-        return mask
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
-    return np.asarray(img) > 0
+def read_mask_file(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask image (any nonzero pixel is inside), resized nearest to ``shape`` if it differs."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except (OSError, ValueError) as exc:
+        raise MedKLIPError(f"{path}: cannot read the mask image ({exc})") from exc
+    return read_mask_array(arr, shape)

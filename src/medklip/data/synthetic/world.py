@@ -26,6 +26,7 @@ from PIL import Image
 from medklip.data.synthetic import findings as F
 from medklip.data.synthetic.anatomy import Canvas, Patient, render_anatomy, to_image
 from medklip.data.synthetic.reports import write_report
+from medklip.io_utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def generate_world(root: str | Path, cfg: WorldConfig | None = None, workers: in
 
         rows = tqdm(rows, total=len(jobs), desc="synthetic world", unit=" studies")
     try:
-        with (root / "manifest.jsonl.tmp").open("w") as man, (root / "test_labels.jsonl.tmp").open("w") as lab:
+        with atomic_path(root / "manifest.jsonl") as man_path, atomic_path(root / "test_labels.jsonl") as lab_path, \
+                man_path.open("w") as man, lab_path.open("w") as lab:
             for row in rows:
                 labels = row.pop("_labels", None)
                 man.write(json.dumps(row) + "\n")
@@ -148,7 +150,5 @@ def generate_world(root: str | Path, cfg: WorldConfig | None = None, workers: in
         if pool:
             pool.close()
             pool.join()
-    os.replace(root / "manifest.jsonl.tmp", root / "manifest.jsonl")
-    os.replace(root / "test_labels.jsonl.tmp", root / "test_labels.jsonl")
-    (root / "world.json").write_text(json.dumps(meta, indent=1))
+    atomic_write_text(root / "world.json", json.dumps(meta, indent=1))
     return root

@@ -1,4 +1,7 @@
-"""Pictures a person can read: heatmap overlays on the radiograph, ROC curves."""
+"""Pictures a person can read: heatmap overlays on the radiograph, ROC curves; markdown tables.
+
+Overlays draw the patch-grid heatmap bilinearly smoothed (easier to read); every grounding
+*metric* uses the release's block upsampling instead (:mod:`medklip.evaluation.grounding`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,19 +19,19 @@ def _plt():
     return plt
 
 
-def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a patch-grid heatmap to an image shape."""
-    import torch
+def smooth_upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a patch-grid heatmap to an image shape, for drawing only."""
+    from PIL import Image
 
-    t = torch.as_tensor(np.asarray(heatmap, np.float32))[None, None]
-    return torch.nn.functional.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    img = Image.fromarray(np.asarray(heatmap, np.float32))
+    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
 
 
 def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title: str, probability: float,
                  mask: np.ndarray | None = None, alpha: float = 0.45) -> Path:
     """The radiograph beside the same radiograph with the heatmap over it (colour bar, probability)."""
     plt = _plt()
-    heat = upsample(heatmap, image.shape)
+    heat = smooth_upsample(heatmap, image.shape)
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
     for ax in axes:
         ax.imshow(image, cmap="gray", vmin=0, vmax=1)

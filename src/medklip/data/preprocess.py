@@ -1,0 +1,142 @@
+"""Evaluation preprocessing, kept with the model (as open_clip keeps ``PreprocessCfg``).
+
+A model folder records its profile in ``config.json``; :func:`medklip.create_model` returns the
+model with its :class:`Preprocess`. Profiles:
+
+``release-cxr14``
+    The release's ChestX-ray14 test script (``Sample_zero-shot_Classification_CXR14``): PIL
+    ``open(path).convert('RGB')``, torchvision ``Resize([224, 224])`` (bilinear, antialias),
+    ``ToTensor``, ImageNet normalisation. The script reads no DICOM; a DICOM is read by the
+    standard (:func:`medklip.data.dicom.read_dicom`), rounded to 8 bits, then the same.
+``release-rsna``
+    The release's RSNA grounding script (``Sample_Zero-Shot_Grounding_RSNA``): DICOM
+    ``pixel_array.astype(float) / 255``, ``skimage.exposure.equalize_hist`` (256 bins),
+    ``(255 * img).astype(uint8)`` (truncation), PIL RGB, then as ``release-cxr14``. PNG / JPG
+    (which the script never reads) as ``release-cxr14``.
+``medklip``
+    medklip's own, for the models it trains: the file read to [0, 1] (DICOM by the standard),
+    8-bit grayscale, ``Resize`` bicubic, three channels, ImageNet normalisation.
+
+Official checkpoints get ``release-cxr14``; ``evaluate`` switches a release-profile model to
+``release-rsna`` on the RSNA benchmark, as the release scores it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from medklip.data.dicom import is_dicom, read_raw_pixels
+from medklip.data.image_io import (
+    DEFAULT_MAX_PIXELS,
+    check_file,
+    load_raster,
+    read_image,
+    to_pil,
+)
+from medklip.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    release_eval_transform,
+)
+from medklip.errors import ImageReadError, MedKLIPError
+
+PROFILES = ("medklip", "release-cxr14", "release-rsna")
+RELEASE_PROFILES = ("release-cxr14", "release-rsna")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a model's input is made from an image file (recorded in the model folder)."""
+
+    profile: str = "medklip"
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    """Images whose header announces more pixels are refused before decoding (None: no limit)."""
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise MedKLIPError(f"unknown preprocessing profile {self.profile!r}; use one of {', '.join(PROFILES)}")
+        if self.image_size < 32:
+            raise MedKLIPError(f"preprocessing image_size must be at least 32, got {self.image_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise MedKLIPError("preprocessing mean / std need three values each (std > 0)")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise MedKLIPError(f"max_pixels must be positive, got {self.max_pixels}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MedKLIPError(f"unknown preprocessing keys: {', '.join(unknown)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> "PreprocessConfig":
+        return PreprocessConfig.from_dict({**self.to_dict(), **changes})
+
+
+def release_rsna_image(path: Path, max_pixels: int | None) -> Image.Image:
+    """The release's RSNA ``read_dcm``: raw stored values / 255, histogram equalisation, uint8
+    truncation, RGB (no rescale, window or MONOCHROME1 handling, exactly as the release)."""
+    from skimage import exposure
+
+    pixels = read_raw_pixels(path, max_pixels)
+    if pixels.ndim != 2:
+        raise ImageReadError(f"{path}: the release's RSNA pipeline reads one grayscale image, got {pixels.shape}")
+    img = exposure.equalize_hist(pixels.astype(float) / 255.0)
+    return Image.fromarray((255 * img).astype(np.uint8)).convert("RGB")
+
+
+class Preprocess:
+    """An image file -> the model's input tensor ``[3, S, S]``, by the configured profile.
+
+    ``load`` gives the decoded PIL image (what the profile sees before resizing); ``display``
+    gives a float ``[H, W]`` array in [0, 1] for overlays. Picklable, so DataLoader workers
+    can run it.
+    """
+
+    def __init__(self, config: PreprocessConfig) -> None:
+        self.config = config
+        make = eval_transform if config.profile == "medklip" else release_eval_transform
+        self.transform: Callable[[Image.Image], torch.Tensor] = make(config.image_size, config.mean, config.std)
+
+    def load(self, path: str | Path) -> Image.Image:
+        """The decoded image: RGB for the release profiles, 8-bit grayscale for ``medklip``."""
+        path = Path(path)
+        check_file(path)
+        budget = self.config.max_pixels
+        if self.config.profile == "medklip":
+            return to_pil(read_image(path, budget))
+        if is_dicom(path):
+            if self.config.profile == "release-rsna":
+                return release_rsna_image(path, budget)
+            return to_pil(read_image(path, budget)).convert("RGB")
+        with load_raster(path, budget) as img:
+            return img.convert("RGB")
+
+    def tensor(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(image)
+
+    def __call__(self, path: str | Path) -> torch.Tensor:
+        return self.transform(self.load(path))
+
+    @staticmethod
+    def display(image: Image.Image) -> np.ndarray:
+        """A decoded image as grayscale float ``[H, W]`` in [0, 1] (for overlays)."""
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+    def __repr__(self) -> str:
+        return f"Preprocess({self.config.profile!r}, image_size={self.config.image_size})"

@@ -1,0 +1,174 @@
+"""Zero-shot evaluation of a model on a benchmark split, streamed: images are decoded ahead of the
+model, each batch's predictions are written to ``predictions.csv`` and its overlays drawn as soon
+as it is done, and only probabilities and the positive images' patch-grid heatmaps and masks are
+kept for scoring (:mod:`medklip.evaluation.scoring`)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from medklip.data.benchmarks import (
+    Benchmark,
+    Sample,
+    benchmark_specs,
+    load_benchmark,
+    make_split,
+    read_split,
+    write_split,
+)
+from medklip.data.benchmarks.release import read_release_split
+from medklip.data.preprocess import RELEASE_PROFILES, Preprocess
+from medklip.errors import MedKLIPError
+from medklip.evaluation.grounding import resize_mask_nearest
+from medklip.evaluation.plots import save_overlay
+from medklip.evaluation.report import PredictionsWriter, slug, write_run
+from medklip.evaluation.scoring import (
+    DESCRIPTION,
+    NAME,
+    EvaluationRun,
+    GroundingCase,
+    Prompt,
+    score,
+)
+from medklip.progress import Progress
+from medklip.zeroshot.loading import iter_batches
+from medklip.zeroshot.predict import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+def build_prompts(bench: Benchmark, model_entities: Sequence[str], by_name: bool = True) -> tuple[list[Prompt], dict]:
+    """Prompts for each class, and the descriptions to add for the name-only ones."""
+    prompts, describe = [], {}
+    for cls, entity in bench.classes.items():
+        seen = entity in model_entities
+        prompts.append(Prompt(cls, DESCRIPTION, entity, seen))
+        if by_name and not seen:
+            key = f"{entity} [name]"
+            describe[key] = entity.replace("_", " ")
+            prompts.append(Prompt(cls, NAME, key, seen))
+    return prompts, describe
+
+
+def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample], out_dir: Path,
+                  assignment: Mapping[str, str] | None = None, describe: Mapping[str, str] | None = None,
+                  by_name: bool = True, batch_size: int = 16, n_boot: int = 1000, seed: int = 0,
+                  n_overlays: int = 6, progress: Progress | None = None) -> EvaluationRun:
+    """Predict every sample (unreadable images are listed, not fatal) and score them."""
+    prompts, name_texts = build_prompts(bench, predictor.model.entity_names, by_name)
+    unknown = [k for k in describe or {} if k not in bench.classes and k not in bench.classes.values()]
+    if unknown:
+        raise MedKLIPError(f"--describe {unknown}: not a class or entity of {bench.name} "
+                           f"(classes: {', '.join(bench.classes)})")
+    texts = {**name_texts, **{bench.classes.get(k, k): t for k, t in (describe or {}).items()}}
+    findings = [p.key for p in prompts if p.key not in texts]
+    _names, queries, rows = predictor.queries(findings, texts)
+    order = findings + [k for k in texts if k not in findings]
+    column = [rows[order.index(p.key)] for p in prompts]
+    queries = queries.to(predictor.device)
+    size = predictor.preprocess.config.image_size
+    grounded = [j for j, p in enumerate(prompts) if any(p.cls in s.regions for s in samples)]
+    run = EvaluationRun([], prompts, np.zeros((0, len(prompts))), {j: [] for j in grounded})
+    shown = {j: 0 for j in grounded}
+    probs: list[np.ndarray] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "predictions.csv").open("w", newline="") as csv_file, torch.inference_mode():
+        writer = PredictionsWriter(csv_file, prompts, dict(assignment or {}))
+        batches = iter_batches([s.image for s in samples], predictor.preprocess, batch_size, predictor.workers,
+                               keep_display=bool(grounded) and n_overlays > 0)
+        for batch in batches:
+            good = batch.good
+            for item in batch.items:
+                if item.error is not None:
+                    s = samples[item.index]
+                    run.failures.append({"id": s.id, "image": str(s.image), "error": item.error})
+                    logger.warning("%s", item.error)
+            if progress is not None:
+                progress.update(len(batch.items))
+            if not good:
+                continue
+            out = predictor.model(batch.stack().to(predictor.device), queries, need_attentions=bool(grounded))
+            p = out.probs[:, column].float().cpu().numpy()
+            kept = [samples[item.index] for item in good]
+            writer.write(kept, p)
+            probs.append(p)
+            run.samples += kept
+            for i, (item, s) in enumerate(zip(good, kept)):
+                for j in grounded:
+                    region = s.regions.get(prompts[j].cls)
+                    if region is None or s.labels.get(prompts[j].cls, 0) <= 0:
+                        continue
+                    original = region.mask(item.shape)
+                    heat = out.heatmaps[i, column[j]].float().cpu().numpy()
+                    run.grounding[j].append(GroundingCase(heat, resize_mask_nearest(original, (size, size))))
+                    if shown[j] < n_overlays and item.display is not None:
+                        shown[j] += 1
+                        shape = item.display.shape
+                        run.overlays.append(save_overlay(
+                            item.display, heat, out_dir / "heatmaps" / f"{slug(s.id)}_{slug(prompts[j].label)}.png",
+                            prompts[j].label, float(p[i, j]), resize_mask_nearest(original, shape)))
+    run.probs = np.concatenate(probs) if probs else np.zeros((0, len(prompts)))
+    run.metrics = score(bench, run, n_boot, seed)
+    return run
+
+
+def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Path, out_dir: str | Path, *,
+                     split: str = "test", split_file: str | Path | None = None, seed: int = 0,
+                     text_encoder: str | None = None, device: str | None = None,
+                     describe: Mapping[str, str] | None = None, by_name: bool = True, batch_size: int = 16,
+                     n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
+                     n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
+                     workers: int = 0, max_pixels: int | None | str = "model") -> dict:
+    """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
+    release's own test list with ``split="release"``) or reuse ``split_file``, score ``model``
+    zero-shot on ``split`` and write the run into ``out_dir``: metrics.json, metrics.csv, report.md,
+    predictions.csv, errors.jsonl, split.csv, plots."""
+    out_dir = Path(out_dir)
+    specs = benchmark_specs(mapping)
+    if split == "release":
+        if dataset not in specs:
+            raise MedKLIPError(f"unknown dataset {dataset!r}; known: {', '.join(specs)}")
+        bench = read_release_split(dataset, Path(root), specs[dataset])
+        assignment = {s.id: "test" for s in bench.samples}
+        split_path = write_split(assignment, out_dir / "split.csv")
+        samples = list(bench.samples)
+    else:
+        bench = load_benchmark(dataset, root, mapping, labels)
+        if split_file:
+            assignment = read_split(split_file, bench.samples)
+            split_path = Path(split_file)
+        else:
+            assignment = make_split(bench.samples, bench.split_fractions, seed)
+            split_path = write_split(assignment, out_dir / "split.csv")
+        samples = bench.subset(split, assignment)
+    if not samples:
+        raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
+    predictor = model if isinstance(model, Predictor) else Predictor(
+        model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
+        workers=workers)
+    profile = predictor.preprocess.config
+    wanted = specs.get(dataset, {}).get("release_preprocess")
+    if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:
+        logger.info("%s: scoring with the release's %s preprocessing, as the release does", dataset, wanted)
+        predictor.preprocess = Preprocess(profile.replace(profile=wanted))
+    logger.info("%s: %d images in the %s split", dataset, len(samples), split)
+    started = time.perf_counter()
+    bar = Progress(len(samples), f"evaluate {dataset}", unit="img", enabled=progress)
+    try:
+        run = run_benchmark(predictor, bench, samples, out_dir, assignment, describe, by_name, batch_size, n_boot,
+                            seed, n_overlays, bar)
+    finally:
+        bar.close()
+    sizes = {s: sum(1 for v in assignment.values() if v == s) for s in ("train", "valid", "test")}
+    info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
+            "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,
+            "preprocess": predictor.preprocess.config.profile, "label_errors": len(bench.errors),
+            "class_counts": bench.class_counts(samples), "prompts": {p.label: p.key for p in run.prompts},
+            "seconds": round(time.perf_counter() - started, 2)}
+    return write_run(bench, run, out_dir, info)
+

@@ -1,0 +1,205 @@
+"""DICOM read per the standard, once: each case built with pydicom (or taken from pydicom's test
+files) and checked against values computed here from the standard's formulas (PS3.3 C.11)."""
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+from medklip.data.dicom import is_dicom, window
+from medklip.data.image_io import image_shape, read_image
+from medklip.errors import ImageReadError, ImageTooLargeError
+
+
+def make(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
+         **tags) -> Dataset:
+    """A single-frame grayscale data set (16 bits allocated) holding ``pixels`` as stored values."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    raw = pixels.astype("<i2" if signed else "<u2")
+    if signed and bits_stored < 16:  # two's complement in bits_stored bits
+        raw = (raw.astype(np.int32) & ((1 << bits_stored) - 1)).astype("<u2")
+    ds.PixelData = raw.tobytes()
+    return ds
+
+
+def save(ds: Dataset, path) -> str:
+    ds.save_as(path, enforce_file_format=True)
+    return str(path)
+
+
+def linear_window(x, c, w):
+    """PS3.3 C.11.2.1.2.1, y_min 0, y_max 1."""
+    x = np.asarray(x, float)
+    out = ((x - (c - 0.5)) / (w - 1) + 0.5)
+    return np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 1.0, out))
+
+
+ROW = np.array([[0, 300, 600, 900, 1200, 2000, 4095]])
+
+
+def test_window_is_applied_once(tmp_path) -> None:
+    """The issue's case: 12-bit MONOCHROME2, WC 600 / WW 1200 -> 0, .25, .5, .75, 1, 1, 1."""
+    out = read_image(save(make(ROW, WindowCenter=600, WindowWidth=1200), tmp_path / "w.dcm"))
+    np.testing.assert_allclose(out[0], linear_window(ROW[0], 600, 1200), atol=1e-6)
+    np.testing.assert_allclose(out[0], [0, 0.25, 0.5, 0.75, 1, 1, 1], atol=1e-3)
+
+
+def test_rescale_then_window_on_signed_data(tmp_path) -> None:
+    stored = np.array([[-2000, -1000, -500, 0, 500, 1000, 2047]])
+    ds = make(stored, bits_stored=12, signed=True, RescaleSlope=2, RescaleIntercept=-1024,
+              WindowCenter=-600, WindowWidth=1500)
+    out = read_image(save(ds, tmp_path / "ct.dcm"))
+    np.testing.assert_allclose(out[0], linear_window(stored[0] * 2 - 1024, -600, 1500), atol=1e-6)
+
+
+@pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
+def test_voi_lut_functions(tmp_path, function: str) -> None:
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200, VOILUTFunction=function)
+    out = read_image(save(ds, tmp_path / "f.dcm"))[0]
+    x = ROW[0].astype(float)
+    if function == "LINEAR_EXACT":
+        expected = np.clip((x - 600) / 1200 + 0.5, 0, 1)
+    else:
+        expected = 1 / (1 + np.exp(-4 * (x - 600) / 1200))
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert window(np.array([600.0]), 600, 1200, "linear_exact")[0] == pytest.approx(0.5)
+
+
+def test_voi_lut_sequence_and_only_one_voi_step(tmp_path) -> None:
+    ds = make(ROW)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    lut = (np.sqrt(np.arange(4096) / 4095) * 65535).astype("<u2")
+    item.add_new(0x00283006, "US", lut.tolist())  # LUT Data
+    ds.VOILUTSequence = [item]
+    ds.WindowCenter, ds.WindowWidth = 100, 10  # present too: the LUT is the one VOI step
+    out = read_image(save(ds, tmp_path / "lut.dcm"))[0]
+    np.testing.assert_allclose(out, lut[ROW[0]] / 65535, atol=1e-6)
+
+
+def test_monochrome1_is_inverted_after_the_window(tmp_path) -> None:
+    out = read_image(save(make(ROW, photometric="MONOCHROME1", WindowCenter=600, WindowWidth=1200),
+                          tmp_path / "m1.dcm"))
+    np.testing.assert_allclose(out[0], 1 - linear_window(ROW[0], 600, 1200), atol=1e-6)
+
+
+def test_without_voi_the_data_range_is_used(tmp_path) -> None:
+    out = read_image(save(make(ROW), tmp_path / "plain.dcm"))[0]
+    np.testing.assert_allclose(out, ROW[0] / 4095, atol=1e-6)
+
+
+def test_bits_stored_below_bits_allocated_ignores_the_high_bits(tmp_path) -> None:
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200)
+    raw = np.frombuffer(ds.PixelData, "<u2") | 0xF000  # overlay bits above the 12 stored ones
+    ds.PixelData = raw.astype("<u2").tobytes()
+    out = read_image(save(ds, tmp_path / "hi.dcm"))[0]
+    np.testing.assert_allclose(out, linear_window(ROW[0], 600, 1200), atol=1e-6)
+
+
+def test_a_file_without_preamble_or_suffix_is_read(tmp_path) -> None:
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200)
+    del ds.file_meta
+    path = tmp_path / "image_without_suffix"
+    pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[128:132] != b"DICM" and is_dicom(path)
+    np.testing.assert_allclose(read_image(path)[0], linear_window(ROW[0], 600, 1200), atol=1e-6)
+
+
+def test_deflated_and_rle(tmp_path) -> None:
+    expected = linear_window(ROW[0], 600, 1200)
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    np.testing.assert_allclose(read_image(save(ds, tmp_path / "d.dcm"))[0], expected, atol=1e-6)
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200)
+    ds.compress(RLELossless)
+    np.testing.assert_allclose(read_image(save(ds, tmp_path / "r.dcm"))[0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("compressed,reference", [
+    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),  # JPEG-LS lossless
+    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),  # JPEG 2000 lossless
+    ("MR_small_RLE.dcm", "MR_small.dcm"),  # RLE
+    ("RG1_J2KR.dcm", "RG1_UNCR.dcm"),  # a real chest CR, JPEG 2000
+])
+def test_compressed_transfer_syntaxes_decode_to_the_uncompressed_values(compressed: str, reference: str) -> None:
+    np.testing.assert_array_equal(read_image(get_testdata_file(compressed)), read_image(get_testdata_file(reference)))
+
+
+def test_jpeg_lossless_process_14() -> None:
+    path = get_testdata_file("JPGLosslessP14SV1_1s_1f_8b.dcm")
+    ds = pydicom.dcmread(path)
+    out = read_image(path)
+    expected = linear_window(ds.pixel_array, float(ds.WindowCenter), float(ds.WindowWidth))
+    assert out.shape == (768, 1024)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_jpeg_baseline(tmp_path) -> None:
+    import io
+
+    from PIL import Image
+
+    gray = (np.add.outer(np.arange(64), np.arange(80)) * 2).clip(0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, format="JPEG", quality=95)
+    ds = make(gray, bits_stored=8)
+    ds.BitsAllocated = 8
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    out = read_image(save(ds, tmp_path / "jpeg.dcm"))
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())), float)
+    expected = (decoded - decoded.min()) / (decoded.max() - decoded.min())  # no window: the data range
+    np.testing.assert_allclose(out, expected, atol=3 / 255)  # two JPEG decoders may differ by a level
+
+
+def test_multi_frame_is_a_clear_error(tmp_path) -> None:
+    ds = make(np.zeros((2 * 4, 4), np.uint16))
+    ds.Rows, ds.NumberOfFrames = 4, 2
+    with pytest.raises(ImageReadError, match="multi-frame DICOM \\(2 frames\\)"):
+        read_image(save(ds, tmp_path / "mf.dcm"))
+
+
+def test_a_huge_image_is_refused_from_its_header(tmp_path) -> None:
+    """A 10,000 x 10,000 deflated DICOM is ~200 KB; it is refused without inflating it."""
+    ds = make(np.zeros((10_000, 10_000), np.uint16))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = save(ds, tmp_path / "bomb.dcm")
+    del ds
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="10000 x 10000 = 100,000,000 pixels is over the limit"):
+        read_image(path)
+    assert time.perf_counter() - start < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing inflated
+    assert image_shape(path) == (10_000, 10_000)
+    small = read_image(save(make(ROW), tmp_path / "ok.dcm"), max_pixels=7)
+    assert small.shape == (1, 7)
+    with pytest.raises(ImageTooLargeError):
+        read_image(tmp_path / "ok.dcm", max_pixels=6)
