@@ -8,13 +8,15 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
-from medklip.errors import MedKLIPError
+from medklip.errors import ConfigError
 
 T = TypeVar("T")
 
 
-class ConfigError(MedKLIPError):
-    """A config file or override that does not fit the config's fields."""
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds (config validation)."""
+    if not condition:
+        raise ConfigError(message)
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:

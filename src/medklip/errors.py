@@ -25,6 +25,26 @@ class CheckpointError(MedKLIPError):
     """A checkpoint or saved-model folder that cannot be loaded as asked."""
 
 
+class ConfigError(MedKLIPError):
+    """A config file or override that does not fit the config's fields."""
+
+
+class BenchmarkError(MedKLIPError):
+    """A dataset folder or split file that cannot be used; the message says what to do."""
+
+
+class RadGraphFormatError(MedKLIPError):
+    """A RadGraph file that is not in the layout RadGraph writes."""
+
+
+class UploadError(MedKLIPError):
+    """A web request the page cannot answer; ``status`` is the HTTP status to send."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ImageReadError(MedKLIPError):
     """An image file that cannot be read; the message names the file and the reason."""
 

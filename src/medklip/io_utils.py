@@ -31,6 +31,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def errors_path(output: str | Path) -> str:
+    """Where a batch job writing ``output`` lists the rows it could not use: ``OUT.jsonl`` ->
+    ``OUT.errors.jsonl`` (any other name gets ``.errors.jsonl`` appended); ``-`` (stdout) -> ``-``."""
+    if str(output) == "-":
+        return "-"
+    path = Path(output)
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    return str(path.with_name(stem + ".errors.jsonl"))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -7,7 +7,6 @@ UNCERTAIN = -1
 UNMENTIONED = 2
 """The release's loss also skips 2; medklip uses it for entities a report does not mention."""
 
-LABEL_NAMES = {PRESENT: "present", ABSENT: "absent", UNCERTAIN: "uncertain", UNMENTIONED: "unmentioned"}
 
 NUM_POSITION_SAMPLES = 8
 """Positions scored per entity by the position loss: 1 positive (column 0) + 7 negatives."""

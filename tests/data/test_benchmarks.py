@@ -103,8 +103,8 @@ def test_split_is_seeded_sized_and_round_trips(tmp_path) -> None:
     b = load_benchmark("rsna-pneumonia", tmp_path / "r")
     a = make_split(b.samples, b.split_fractions, seed=3)
     assert a == make_split(b.samples, b.split_fractions, seed=3) != make_split(b.samples, b.split_fractions, seed=4)
-    counts = {s: list(a.values()).count(s) for s in ("train", "valid", "test")}
-    assert counts == {"train": 30, "valid": 10, "test": 10}
+    counts = {s: list(a.values()).count(s) for s in ("train", "validation", "test")}
+    assert counts == {"train": 30, "validation": 10, "test": 10}
     path = write_split(a, tmp_path / "split.csv")
     assert read_split(path, b.samples) == a
     with path.open("a") as f:

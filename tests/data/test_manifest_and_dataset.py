@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from medklip.data.manifest import read_manifest
-from medklip.data.pretrain import PretrainDataset
+from medklip.data.pretrain import PretrainDataset, collate_pretrain
 from medklip.data.transforms import eval_transform, train_transform
 from medklip.knowledge import KnowledgeBase
 
@@ -58,5 +58,18 @@ def test_unreadable_image_is_recorded_and_skipped(tmp_path) -> None:
     rows[0].image = tmp_path / "bad.png"
     kb = KnowledgeBase.default()
     ds = PretrainDataset(rows, [e.name for e in kb.pretraining_entities], kb.positions, eval_transform(32))
-    sample = ds[0]
-    assert sample["index"] == 1 and len(ds.failures) == 1 and "bad.png" in ds.failures[0][0]
+    assert "bad.png" in ds[0]["failed"][0]  # not swapped for another sample
+    batch = collate_pretrain([ds[0], ds[1]])
+    assert batch["index"].tolist() == [1] and batch["image"].shape[0] == 1
+    assert len(batch["failures"]) == 1 and "cannot decode" in batch["failures"][0][1]
+
+
+def test_rows_with_missing_images_are_errors_up_front(tmp_path) -> None:
+    manifest = _world(tmp_path)
+    rows, errors = read_manifest(manifest)
+    first = rows[0].image
+    first.unlink()
+    rows2, errors2 = read_manifest(manifest)
+    assert rows2 == [] and len(errors2) == len(errors) + len(rows)  # both rows point at the deleted file
+    missing = [e for e in errors2 if "image not found" in e.error]
+    assert len(missing) == 2 and str(first) in missing[0].error

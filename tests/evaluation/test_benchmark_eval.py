@@ -54,7 +54,7 @@ def test_evaluate_rsna_writes_everything_and_reuses_the_split(model_dir, tmp_pat
     assert m["preprocess"] == "medklip"
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == len(chosen) and set(rows[0]) >= {"id", "split", "label:Pneumonia", "prob:Pneumonia"}
-    assert {r["split"] for r in rows} <= {"train", "valid", "test"}
+    assert {r["split"] for r in rows} <= {"train", "validation", "test"}
     report = (out / "report.md").read_text()
     assert "Table 1" in report and "Tables 3 and 4" in report and (out / "roc_curves.png").is_file()
     assert len(list((out / "heatmaps").glob("*.png"))) == 6

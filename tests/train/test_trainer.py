@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medklip.config_utils import ConfigError, load_config
+from medklip.config_utils import load_config
+from medklip.errors import ConfigError
 from medklip.train.config import PretrainConfig, builtin_config
 from medklip.train.distributed import CPUSyncBatchNorm, ShardedSampler
 from medklip.train.schedule import lr_at
@@ -53,6 +54,32 @@ def test_resume_continues_exactly(tmp_path) -> None:
     assert first.steps == 4 and second.steps == 8  # epoch boundary (6 steps) crossed after resuming
     assert straight.losses[:4] == pytest.approx(first.losses, abs=1e-6)
     assert straight.losses[4:] == pytest.approx(second.losses, abs=1e-5)
+
+
+def test_resume_after_a_crash_never_duplicates_log_rows(tmp_path) -> None:
+    """A run killed after it logged steps 5-6 but saved only step 4 resumes from step 4: the log
+    keeps each step once."""
+    import shutil
+
+    pretrain(tiny(tmp_path, "c", "run.max_steps=4"), progress=False)
+    shutil.copy(tmp_path / "c" / "checkpoint.pt", tmp_path / "step4.pt")
+    pretrain(tiny(tmp_path, "c", "run.max_steps=6"), resume=tmp_path / "c", progress=False)  # logs 5, 6
+    shutil.copy(tmp_path / "step4.pt", tmp_path / "c" / "checkpoint.pt")  # the crash: last save at 4
+    pretrain(tiny(tmp_path, "c", "run.max_steps=6"), resume=tmp_path / "c", progress=False)
+    with (tmp_path / "c" / "train_log.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["loss"]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_missing_images_are_listed_and_left_out(tmp_path) -> None:
+    cfg = tiny(tmp_path, "m", "run.max_steps=2")
+    pretrain(cfg, progress=False)  # writes the world
+    world = tmp_path / "world"
+    first = sorted((world / "images" / "train").glob("*.png"))[0]
+    first.unlink()
+    result = pretrain(tiny(tmp_path, "m2", "run.max_steps=2"), progress=False)
+    listed = (tmp_path / "m2" / "manifest_errors.jsonl").read_text()
+    assert result.rows_left_out == 1 and first.name in listed and "image not found" in listed
 
 
 @pytest.mark.slow

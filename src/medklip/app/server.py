@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from medklip.errors import MedKLIPError, UnknownEntityError
+from medklip.errors import MedKLIPError, UnknownEntityError, UploadError
 from medklip.evaluation.plots import smooth_upsample
 from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor
 
@@ -41,14 +41,6 @@ logger = logging.getLogger(__name__)
 MAX_UPLOAD_MB = 50
 MAX_SIDE = 1024  # images sent back are at most this big
 PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
-
-
-class UploadError(MedKLIPError):
-    """A request the page cannot answer; ``status`` is the HTTP status to send."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def sniff_suffix(head: bytes, filename: str) -> str:

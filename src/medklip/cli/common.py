@@ -35,7 +35,7 @@ def config_path(value: str | None, package: str = "medklip.train"):
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
     """How images are read: the preprocessing profile, the pixel budget, decoding workers."""
-    from medklip.data.preprocess import PROFILES
+    from medklip.data.profiles import PROFILES
 
     p.add_argument("--preprocess", choices=PROFILES,
                    help="preprocessing profile (default: the model's own; official checkpoints: release-cxr14)")

@@ -70,7 +70,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="the dataset folder")
     p.add_argument("--model", help="save_pretrained folder, official .pth, or Hub id org/name")
     p.add_argument("-o", "--output", help="run folder (default: runs/evaluate/DATASET)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test", "all", "release"],
+    p.add_argument("--split", default="test", choices=["train", "validation", "valid", "test", "all", "release"],
                    help="a split of the paper's seeded partition, all images, or `release`: exactly the images "
                         "of the release's own test list (chestxray14, rsna-pneumonia)")
     p.add_argument("--split-file", help="reuse a split.csv (id,split) from an earlier run")

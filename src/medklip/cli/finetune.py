@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -17,7 +16,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.insert(0, f"{key}={value}")
     config = load_config(FinetuneConfig, config_path(args.config, "medklip.finetune"), overrides)
-    result = finetune(config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
+    result = finetune(config, resume=args.resume, progress=not args.quiet)
     test = result.test
     headline = (f"Dice {test['dice']:.4f} (IoU {test['iou']:.4f})" if config.task == "segment"
                 else f"macro AUC {test['macro']['auc']:.4f}, F1 {test['macro']['f1']:.4f}, "

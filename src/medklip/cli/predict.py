@@ -7,17 +7,12 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medklip.cli.common import add_image_options, image_options
-from medklip.evaluation.plots import save_overlay
-from medklip.knowledge import parse_describe_args, read_descriptions
-from medklip.zeroshot.predict import (
-    DEFAULT_FINDINGS,
-    Prediction,
-    Predictor,
-    collect_images,
-    requested_names,
-)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medklip.zeroshot.predict import Prediction
 
 
 class _Output:
@@ -29,7 +24,7 @@ class _Output:
             self.csv = csv.writer(sys.stdout)
             self.csv.writerow(["image", *names, "error"])
 
-    def write(self, r: Prediction) -> None:
+    def write(self, r: "Prediction") -> None:
         if self.fmt == "json":
             print(json.dumps({"image": r.image, "probabilities": r.probabilities, "error": r.error},
                              ensure_ascii=False))
@@ -44,6 +39,18 @@ class _Output:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    # torch and matplotlib are imported when the command runs, so `medklip --help` stays fast
+    from medklip.evaluation.plots import save_overlay
+    from medklip.knowledge import parse_describe_args, read_descriptions
+    from medklip.zeroshot.predict import (
+        DEFAULT_FINDINGS,
+        Predictor,
+        collect_images,
+        requested_names,
+    )
+
+    # heavy imports (torch, matplotlib) only when the command runs: `medklip --help` stays fast
+
     describe = parse_describe_args(args.describe) if args.describe else {}
     if args.describe_file:
         describe = {**read_descriptions(args.describe_file), **describe}
@@ -55,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overlays = Path(args.heatmaps) if args.heatmaps else None
     ok = bad = 0
 
-    def report(r: Prediction) -> None:
+    def report(r: "Prediction") -> None:
         nonlocal ok, bad
         output.write(r)
         if r.error is None:

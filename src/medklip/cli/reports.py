@@ -11,16 +11,17 @@ from medklip.errors import MedKLIPError
 def cmd_extract(args: argparse.Namespace) -> int:
     import contextlib
 
+    from medklip.io_utils import errors_path
     from medklip.reports import ReportFilter
-    from medklip.reports.batch import errors_path_for, read_reports, run_extract
+    from medklip.reports.batch import read_reports, run_extract
 
     if (args.input is None) == (args.from_radgraph is None):
         raise MedKLIPError("give INPUT (reports) or --from-radgraph FILE, not both and not neither")
     report_filter = ReportFilter(args.vocabulary)
-    errors_path = errors_path_for(args.output)
+    errors_file = errors_path(args.output)
     with contextlib.ExitStack() as stack:
         out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", encoding="utf-8"))
-        errors = sys.stderr if errors_path == "-" else stack.enter_context(open(errors_path, "w", encoding="utf-8"))
+        errors = sys.stderr if errors_file == "-" else stack.enter_context(open(errors_file, "w", encoding="utf-8"))
         if args.from_radgraph:
             from medklip.reports.radgraph import (
                 iter_radgraph_documents,
@@ -39,8 +40,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             workers=args.workers, max_chars=args.max_chars,
             progress=not args.quiet and sys.stderr.isatty(),
         )
-    print(summary.line(args.output, errors_path), file=sys.stderr)
-    if summary.errors and errors_path != "-":
+    print(summary.line(args.output, errors_file), file=sys.stderr)
+    if summary.errors and errors_file != "-":
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.error_reasons.items()))
         print(f"failed rows by reason: {reasons}", file=sys.stderr)
     return 0 if summary.reports else 1

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from medklip.cli.common import config_path
+from medklip.io_utils import errors_path
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -18,7 +19,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     if int(os.environ.get("RANK", "0")) == 0:
         val = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
-        print(f"pre-training done: {result.steps} steps, best validation loss {val}\n"
+        print(f"pre-training done: {result.steps} steps, best validation loss {val}; "
+              f"{result.rows_left_out} manifest rows and {result.unreadable_images} unreadable images left out "
+              f"({result.output / 'manifest_errors.jsonl'})\n"
               f"  best model: {result.best_model}\n  last model: {result.last_model}\n"
               f"  logs: {result.output / 'train_log.csv'}, {result.output / 'tensorboard'}")
     return 0
@@ -94,7 +97,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                       progress=sys.stderr.isatty())
     print(f"manifest {args.output}: {s.images} frontal images of {s.studies} studies; "
           f"{s.skipped_views} lateral/other views skipped; {len(s.errors)} problems -> "
-          f"{args.output.rsplit('.', 1)[0]}.errors.jsonl", file=sys.stderr)
+          f"{errors_path(args.output)}", file=sys.stderr)
     return 0 if s.images else 1
 
 

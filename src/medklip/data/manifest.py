@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medklip.errors import MedKLIPError
-
-SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation"}
+from medklip.splits import SPLITS, normalize_split
 
 
 @dataclass
@@ -32,15 +30,15 @@ class ManifestError:
     error: str
 
 
-def _row(raw: dict, base: Path, where: str) -> ManifestRow | ManifestError:
+def _row(raw: dict, base: Path, where: str, check_images: bool = True) -> ManifestRow | ManifestError:
     image = raw.get("image")
     if not image:
         return ManifestError(where, "missing 'image'")
     study = raw.get("study_id")
     if study in (None, ""):
         return ManifestError(where, "missing 'study_id'")
-    split = _SPLIT_ALIASES.get(str(raw.get("split", "")).lower(), str(raw.get("split", "")).lower())
-    if split not in SPLITS:
+    split = normalize_split(str(raw.get("split", "")))
+    if split is None:
         return ManifestError(where, f"split must be one of {SPLITS}, got {raw.get('split')!r}")
     triplets = raw.get("triplets")
     if isinstance(triplets, str) and triplets.strip():
@@ -52,11 +50,22 @@ def _row(raw: dict, base: Path, where: str) -> ManifestRow | ManifestError:
     if not report and not triplets:
         return ManifestError(where, "needs 'report' text or 'triplets'")
     path = Path(image)
-    return ManifestRow(path if path.is_absolute() else base / path, str(study), split, report, triplets or None)
+    path = path if path.is_absolute() else base / path
+    if check_images:
+        try:
+            if not path.is_file():
+                return ManifestError(where, f"image not found: {path}")
+            if path.stat().st_size == 0:
+                return ManifestError(where, f"image is an empty file: {path}")
+        except OSError as exc:
+            return ManifestError(where, f"image cannot be read: {path} ({exc.strerror or exc})")
+    return ManifestRow(path, str(study), split, report, triplets or None)
 
 
-def read_manifest(path: str | Path) -> tuple[list[ManifestRow], list[ManifestError]]:
-    """Rows and per-row problems (``file:line`` and reason); nothing is dropped silently."""
+def read_manifest(path: str | Path, check_images: bool = True) -> tuple[list[ManifestRow], list[ManifestError]]:
+    """Rows and per-row problems (``file:line`` and reason); nothing is dropped silently. With
+    ``check_images`` a row whose image file is missing or empty is a problem, found before
+    training starts."""
     path = Path(path)
     if not path.is_file():
         raise MedKLIPError(f"{path}: no such manifest")
@@ -76,15 +85,6 @@ def read_manifest(path: str | Path) -> tuple[list[ManifestRow], list[ManifestErr
             except json.JSONDecodeError as exc:
                 errors.append(ManifestError(f"{path}:{n}", f"malformed JSON ({exc.msg})"))
     for where, raw in items:
-        row = _row(raw, base, where) if isinstance(raw, dict) else ManifestError(where, "not an object")
+        row = _row(raw, base, where, check_images) if isinstance(raw, dict) else ManifestError(where, "not an object")
         (errors if isinstance(row, ManifestError) else rows).append(row)
     return rows, errors
-
-
-def write_manifest(rows: list[dict], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)

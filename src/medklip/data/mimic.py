@@ -15,12 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from medklip.errors import MedKLIPError
+from medklip.io_utils import errors_path
 from medklip.reports import ReportFilter
+from medklip.splits import normalize_split
 
 logger = logging.getLogger(__name__)
 
 FRONTAL = frozenset({"PA", "AP"})
-SPLIT_NAMES = {"train": "train", "validate": "validation", "validation": "validation", "test": "test"}
 
 
 @dataclass
@@ -72,7 +73,7 @@ def prepare_mimic(images_root: str | Path, reports_root: str | Path, output: str
                 continue
             subject, study = str(r.subject_id), str(r.study_id)
             where = f"dicom {r.dicom_id} (study {study})"
-            if not isinstance(r.split, str) or r.split not in SPLIT_NAMES:
+            if not isinstance(r.split, str) or normalize_split(r.split) is None:
                 summary.errors.append({"where": where, "error": f"not in the split file (split={r.split!r})"})
                 continue
             folder = Path("files") / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
@@ -92,11 +93,11 @@ def prepare_mimic(images_root: str | Path, reports_root: str | Path, output: str
                     summary.errors.append({"where": str(report), "error": f"report unreadable ({exc})"})
             if triplet_cache[study] is None:
                 continue
-            out.write(json.dumps({"image": str(image.resolve()), "study_id": study, "split": SPLIT_NAMES[r.split],
+            out.write(json.dumps({"image": str(image.resolve()), "study_id": study, "split": normalize_split(r.split),
                                   "triplets": triplet_cache[study]}) + "\n")
             summary.images += 1
     tmp.replace(output)
-    with output.with_name(output.stem + ".errors.jsonl").open("w") as f:
+    with Path(errors_path(output)).open("w") as f:
         for e in summary.errors:
             f.write(json.dumps(e) + "\n")
     return summary

@@ -38,6 +38,7 @@ from medklip.data.image_io import (
     read_image,
     to_pil,
 )
+from medklip.data.profiles import PROFILES
 from medklip.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,9 +46,6 @@ from medklip.data.transforms import (
     release_eval_transform,
 )
 from medklip.errors import ImageReadError, MedKLIPError
-
-PROFILES = ("medklip", "release-cxr14", "release-rsna")
-RELEASE_PROFILES = ("release-cxr14", "release-rsna")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from medklip.data.image_io import ImageCache, ImageReadError, load_pil
+from medklip.data.image_io import ImageCache, load_pil
 from medklip.data.manifest import ManifestRow
+from medklip.errors import ImageReadError
 from medklip.reports import ReportFilter
 from medklip.reports.targets import ReportTargets, report_targets
 
@@ -48,17 +49,12 @@ class PretrainDataset(Dataset):
                            entity_names, position_names)
             for r in self.rows
         ]
-        self.failures: list[tuple[str, str]] = []
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def label_matrix(self) -> np.ndarray:
-        """``[N, Q]`` existence labels of all rows (for statistics)."""
-        return np.stack([t.exist for t in self.targets]) if self.targets else np.zeros((0, 0), np.int8)
 
     def _image(self, index: int) -> torch.Tensor:
         img = load_pil(self.rows[index].image, self.cache)
@@ -67,21 +63,26 @@ class PretrainDataset(Dataset):
             return self.transform(img)
 
     def __getitem__(self, index: int) -> dict:
-        for attempt in range(len(self.rows)):
-            i = (index + attempt) % len(self.rows)
-            try:
-                image = self._image(i)
-                break
-            except ImageReadError as exc:  # a damaged file is recorded and skipped, not fatal
-                logger.warning("skipping unreadable image: %s", exc)
-                self.failures.append((str(self.rows[i].image), str(exc)))
-        else:  # pragma: no cover - every image unreadable
-            raise ImageReadError("no readable image in the dataset")
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        target = self.targets[i]
+        """A sample, or ``{"failed": (image, error)}`` for an image that cannot be read:
+        :func:`collate_pretrain` leaves it out of the batch and reports it (never swapped for
+        another sample)."""
+        try:
+            image = self._image(index)
+        except ImageReadError as exc:
+            return {"failed": (str(self.rows[index].image), str(exc))}
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        target = self.targets[index]
         return {
             "image": image,
             "exist": torch.from_numpy(target.exist.astype(np.int64)),
             "position_index": torch.from_numpy(target.sample_position_index(rng, self.num_positions)),
-            "index": i,
+            "index": index,
         }
+
+
+def collate_pretrain(samples: list[dict]) -> dict:
+    """Stack the readable samples; ``"failures"`` lists the (image, error) of the others."""
+    good = [s for s in samples if "failed" not in s]
+    batch: dict = default_collate(good) if good else {}
+    batch["failures"] = [s["failed"] for s in samples if "failed" in s]
+    return batch

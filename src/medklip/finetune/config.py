@@ -1,8 +1,13 @@
-"""Fine-tuning configuration (YAML + ``--set`` overrides, as for pre-training)."""
+"""Fine-tuning configuration (YAML + ``--set`` overrides, as for pre-training); each section
+validates itself when built."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from medklip.config_utils import require
+from medklip.data.profiles import PROFILES
+from medklip.train.engine import check_amp, check_device
 
 TASKS = ("classify", "segment", "grade")
 
@@ -27,6 +32,11 @@ class FinetuneData:
     """Folder for resized copies of the images (worth it for full-size DICOMs)."""
     workers: int = 2
 
+    def __post_init__(self) -> None:
+        require(0 < self.fraction <= 1, "data.fraction must be in (0, 1]")
+        require(self.workers >= 0, "data.workers must be >= 0")
+        require(self.synthetic_images >= 10, "data.synthetic_images must be >= 10")
+
 
 @dataclass
 class FinetuneModel:
@@ -37,6 +47,11 @@ class FinetuneModel:
     """How image files are decoded: a preprocessing profile (``medklip``, ``release-cxr14``,
     ``release-rsna``); default: the initialising model's own (an official checkpoint's is the
     release's), ``medklip`` from scratch."""
+
+    def __post_init__(self) -> None:
+        require(self.image_size >= 32, "model.image_size must be >= 32")
+        require(self.preprocess is None or self.preprocess in PROFILES,
+                f"model.preprocess must be one of {', '.join(PROFILES)} (or null)")
 
 
 @dataclass
@@ -50,6 +65,13 @@ class FinetuneOptim:
     """Stop when the validation metric has not improved for this many epochs."""
     amp: str = "auto"
 
+    def __post_init__(self) -> None:
+        require(self.lr > 0 and self.weight_decay >= 0, "optim.lr must be > 0 and optim.weight_decay >= 0")
+        require(self.epochs >= 1 and self.batch_size >= 1 and self.patience >= 1,
+                "optim.epochs, optim.batch_size and optim.patience must be >= 1")
+        require(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
+        check_amp(self.amp)
+
 
 @dataclass
 class FinetuneRun:
@@ -59,6 +81,10 @@ class FinetuneRun:
     max_steps: int | None = None
     """Stop after this many optimiser steps (smoke tests)."""
     log_every_steps: int = 10
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        require(self.max_steps is None or self.max_steps >= 1, "run.max_steps must be >= 1 (or null)")
 
 
 @dataclass
@@ -70,6 +96,10 @@ class FinetuneConfig:
     model: FinetuneModel = field(default_factory=FinetuneModel)
     optim: FinetuneOptim = field(default_factory=FinetuneOptim)
     run: FinetuneRun = field(default_factory=FinetuneRun)
+
+    def __post_init__(self) -> None:
+        require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        require(bool(self.init), "init must be scratch, a model folder or an official .pth")
 
 
 def builtin_finetune_config(name: str) -> Path:

@@ -13,9 +13,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from medklip.data.benchmarks import Benchmark, BenchmarkError, Sample, load_benchmark
+from medklip.data.benchmarks import Benchmark, Sample, load_benchmark
 from medklip.data.image_io import ImageCache, decode_gray, image_shape
 from medklip.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from medklip.errors import BenchmarkError
 
 logger = logging.getLogger(__name__)
 

@@ -2,19 +2,22 @@
 classifier (classification, grading) and a ResUNet (a ResNet encoder U-Net) for segmentation."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 from torchvision import models
 
 from medklip.errors import CheckpointError
+from medklip.io_utils import atomic_path, atomic_write_text
+from medklip.models.loading import load_state_dict_strict
 from medklip.models.official import read_official_state_dict
-from medklip.models.serialization import read_model_config
+from medklip.models.serialization import read_model_config, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +172,41 @@ def dice_bce_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0
     m = masks.flatten(1)
     dice = (2 * (p * m).sum(1) + smooth) / (p.sum(1) + m.sum(1) + smooth)
     return bce + (1 - dice).mean()
+
+
+FINETUNED_FORMAT = "medklip-finetuned/1"
+
+
+def save_finetuned(model: nn.Module, folder: str | Path, info: dict) -> Path:
+    """A fine-tuned network as a folder: ``model.safetensors`` + ``config.json`` (task, classes,
+    backbone, image size, preprocessing profile, where it came from, the weights' sha256)."""
+    folder = Path(folder)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    config = {"format": FINETUNED_FORMAT, **info, "sha256": sha256_file(folder / "model.safetensors")}
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=1))
+    return folder
+
+
+def load_finetuned(folder: str | Path) -> tuple[nn.Module, dict]:
+    """The network of a ``best/`` folder written by fine-tuning, in eval mode, and its config."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: not a fine-tuned model folder ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != FINETUNED_FORMAT:
+        raise CheckpointError(f"{folder}/config.json: format is not {FINETUNED_FORMAT!r}")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing from the fine-tuned model folder")
+    if config.get("sha256") and sha256_file(weights) != config["sha256"]:
+        raise CheckpointError(f"{weights}: checksum mismatch (file truncated or modified); re-copy the folder")
+    try:
+        outputs = len(config["classes"])
+        model = ResUNet(config["backbone"]) if config["task"] == "segment" else \
+            ResNetClassifier(config["backbone"], outputs)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{folder}/config.json: incomplete ({exc})") from exc
+    load_state_dict_strict(model, load_file(str(weights)), str(weights))
+    return model.eval(), config

@@ -8,6 +8,7 @@ asked for).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -25,10 +26,14 @@ OFFICIAL_SUFFIXES = (".pth", ".pt")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` / ``"auto"``: the GPU when there is one, else the CPU."""
+    """``None`` / ``"auto"``: the GPU when there is one, else the CPU. Under torchrun a CUDA device
+    without an index is this process's GPU (``LOCAL_RANK``)."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return resolved
 
 
 def load_model(name_or_path: MedKLIP | str | Path, *, text_encoder: TextEncoder | str | None = None,

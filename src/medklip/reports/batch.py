@@ -214,12 +214,3 @@ def run_extract(
             pool.join()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def errors_path_for(out: str) -> str:
-    """``OUT.jsonl`` -> ``OUT.errors.jsonl``."""
-    if out == "-":
-        return "-"
-    path = Path(out)
-    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
-    return str(path.with_name(stem + ".errors.jsonl"))

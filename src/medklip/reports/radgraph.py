@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from medklip.errors import MedKLIPError
+from medklip.errors import RadGraphFormatError
 from medklip.labels import ABSENT, PRESENT, UNCERTAIN
 from medklip.reports.filter import UNSPECIFIED, ReportFilter, Triplet
 
@@ -25,10 +25,6 @@ _EXIST = {
     "Observation::measurement::definitely present": PRESENT,
 }
 _ANATOMY = {"ANAT-DP", "Anatomy::definitely present", "Anatomy::measurement::definitely present"}
-
-
-class RadGraphFormatError(MedKLIPError):
-    """A RadGraph file that is not in a known layout."""
 
 
 def iter_radgraph_documents(path: str | Path) -> Iterator[tuple[str, Mapping[str, Any]]]:

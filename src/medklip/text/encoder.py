@@ -19,11 +19,10 @@ import torch
 
 from medklip.errors import TextEncoderNotFoundError
 from medklip.text.cache import CacheStats, EmbeddingCache, default_cache_dir
-from medklip.text.constants import DEFAULT_TEXT_ENCODER
+from medklip.text.constants import DEFAULT_TEXT_ENCODER, POOLINGS
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("cls", "mean")
 
 
 def packaged_minilm_path() -> Path:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from medklip.config_utils import ConfigError, to_dict
+from medklip.config_utils import to_dict
 from medklip.data.image_io import ImageCache
 from medklip.data.manifest import ManifestRow, read_manifest
 from medklip.data.pretrain import PretrainDataset
 from medklip.data.synthetic.world import WORLD_VERSION
 from medklip.data.transforms import eval_transform, train_transform
+from medklip.errors import ConfigError
 from medklip.knowledge import KnowledgeBase
 from medklip.models import MedKLIP
 from medklip.reports import ReportFilter
@@ -21,18 +22,22 @@ from medklip.train.config import PretrainConfig
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            import os
-
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(name)
+MANIFEST_ERRORS = "manifest_errors.jsonl"
+"""In a run folder: the manifest rows left out (bad rows, missing images found before training,
+images that failed to decode during training), one JSON object per line."""
 
 
-def manifest_rows(config: PretrainConfig, output: Path, is_main: bool, progress: bool) -> dict[str, list[ManifestRow]]:
-    """Rows per split; the synthetic world is generated first when no manifest is given."""
+def record_manifest_errors(output: Path, errors: list[dict], fresh: bool = False) -> None:
+    """Write (``fresh``) or append rows to the run's :data:`MANIFEST_ERRORS` file."""
+    with (output / MANIFEST_ERRORS).open("w" if fresh else "a", encoding="utf-8") as f:
+        for e in errors:
+            f.write(json.dumps(e, ensure_ascii=False) + "\n")
+
+
+def manifest_rows(config: PretrainConfig, output: Path, is_main: bool,
+                  progress: bool) -> tuple[dict[str, list[ManifestRow]], int]:
+    """Rows per split and the number of rows left out (listed in the run's manifest_errors.jsonl);
+    the synthetic world is generated first when no manifest is given."""
     manifest = config.data.manifest
     if manifest is None:
         from medklip.data.synthetic import generate_world
@@ -43,18 +48,18 @@ def manifest_rows(config: PretrainConfig, output: Path, is_main: bool, progress:
         _barrier()
         manifest = str(root / "manifest.jsonl")
     rows, errors = read_manifest(manifest)
+    if is_main:
+        record_manifest_errors(output, [{"where": e.where, "error": e.error} for e in errors], fresh=True)
     if errors and is_main:
-        with (output / "manifest_errors.jsonl").open("w") as f:
-            for e in errors:
-                f.write(json.dumps({"where": e.where, "error": e.error}) + "\n")
-        logger.warning("%d manifest rows cannot be used (first: %s: %s); see %s", len(errors),
-                       errors[0].where, errors[0].error, output / "manifest_errors.jsonl")
+        logger.warning("%d manifest rows cannot be used and are left out (first: %s: %s); see %s", len(errors),
+                       errors[0].where, errors[0].error, output / MANIFEST_ERRORS)
     by_split: dict[str, list[ManifestRow]] = {"train": [], "validation": [], "test": []}
     for r in rows:
         by_split[r.split].append(r)
     if not by_split["train"]:
-        raise ConfigError(f"{manifest}: no usable training rows")
-    return by_split
+        raise ConfigError(f"{manifest}: no usable training rows ({len(errors)} rows left out; see "
+                          f"{output / MANIFEST_ERRORS})")
+    return by_split, len(errors)
 
 
 def _barrier() -> None:
@@ -103,12 +108,20 @@ def training_record(config: PretrainConfig) -> dict:
     return {"data": data, "description": text, "config": to_dict(config)}
 
 
-def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and normalisation weights."""
+def build_optimizer(model: torch.nn.Module, config: PretrainConfig,
+                    device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights; the fused kernel on a GPU, the
+    multi-tensor (foreach) one on a CPU."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.optim.lr)
+    return adamw(groups, config.optim.lr, device or torch.device("cpu"))
+
+
+def adamw(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW with the fastest implementation for ``device``."""
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fast)

@@ -1,11 +1,15 @@
-"""Pre-training configuration. Defaults are the paper's; ``configs/`` holds ready-made ones."""
+"""Pre-training configuration. Defaults are the paper's; ``configs/`` holds ready-made ones.
+Each section validates itself when built (a bad value is a :class:`ConfigError` naming it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medklip.config_utils import require
 from medklip.data.synthetic import WorldConfig
 from medklip.models.config import MedKLIPConfig
+from medklip.text.constants import POOLINGS
+from medklip.train.engine import check_amp, check_device
 
 
 @dataclass
@@ -21,6 +25,11 @@ class DataConfig:
     image_cache: str | None = None
     """Folder for resized copies of the images (worth it for full-size DICOM / JPG)."""
     cache_short_side: int = 256
+
+    def __post_init__(self) -> None:
+        require(self.workers >= 0, "data.workers must be >= 0")
+        require(0 < self.crop_scale_min <= 1, "data.crop_scale_min must be in (0, 1]")
+        require(self.cache_short_side >= 32, "data.cache_short_side must be >= 32")
 
 
 @dataclass
@@ -38,6 +47,15 @@ class OptimConfig:
     amp: str = "auto"
     """"auto": bf16 autocast on a GPU that supports it, fp32 otherwise; "bf16"; "none"."""
 
+    def __post_init__(self) -> None:
+        require(self.lr > 0 and self.warmup_lr >= 0 and self.min_lr >= 0, "optim learning rates must be positive")
+        require(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+        require(self.epochs >= 1 and self.batch_size >= 1 and self.grad_accum >= 1,
+                "optim.epochs, optim.batch_size and optim.grad_accum must be >= 1")
+        require(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
+        require(self.clip_grad is None or self.clip_grad > 0, "optim.clip_grad must be positive (or null)")
+        check_amp(self.amp)
+
 
 @dataclass
 class TextConfig:
@@ -46,6 +64,10 @@ class TextConfig:
     pooling: str = "cls"
     max_length: int = 64
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        require(self.pooling in POOLINGS, f"text.pooling must be one of {', '.join(POOLINGS)}")
+        require(self.max_length >= 8, "text.max_length must be >= 8")
 
 
 @dataclass
@@ -59,6 +81,12 @@ class RunConfig:
     """SyncBatchNorm under DDP, so N processes compute what one process would."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (smoke tests)."""
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        require(self.save_every_steps >= 1 and self.log_every_steps >= 1,
+                "run.save_every_steps and run.log_every_steps must be >= 1")
+        require(self.max_steps is None or self.max_steps >= 1, "run.max_steps must be >= 1 (or null)")
 
 
 @dataclass

@@ -22,7 +22,8 @@ from medklip.data.benchmarks import (
     write_split,
 )
 from medklip.data.benchmarks.release import read_release_split
-from medklip.data.preprocess import RELEASE_PROFILES, Preprocess
+from medklip.data.preprocess import Preprocess
+from medklip.data.profiles import RELEASE_PROFILES
 from medklip.errors import MedKLIPError
 from medklip.evaluation.grounding import resize_mask_nearest
 from medklip.evaluation.plots import save_overlay
@@ -36,6 +37,7 @@ from medklip.evaluation.scoring import (
     score,
 )
 from medklip.progress import Progress
+from medklip.splits import SPLITS
 from medklip.zeroshot.loading import iter_batches
 from medklip.zeroshot.predict import Predictor
 
@@ -164,7 +166,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                             seed, n_overlays, bar)
     finally:
         bar.close()
-    sizes = {s: sum(1 for v in assignment.values() if v == s) for s in ("train", "valid", "test")}
+    sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
     info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
             "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,
             "preprocess": predictor.preprocess.config.profile, "label_errors": len(bench.errors),

@@ -17,7 +17,6 @@ from medklip.data.benchmarks.adapters import (
     read_synthetic,
 )
 from medklip.data.benchmarks.base import (
-    SPLITS,
     Benchmark,
     BenchmarkError,
     Region,
@@ -26,6 +25,7 @@ from medklip.data.benchmarks.base import (
     read_split,
     write_split,
 )
+from medklip.splits import SPLITS
 
 READERS: dict[str, Callable[..., Benchmark]] = {
     "chestxray14": read_chestxray14,

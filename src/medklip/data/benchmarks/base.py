@@ -16,15 +16,11 @@ from medklip.data.benchmarks.masks import (
     read_mask_file,
     rle_to_mask,
 )
-from medklip.errors import MedKLIPError
+from medklip.errors import BenchmarkError
+from medklip.splits import SPLITS, normalize_split
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
-
-
-class BenchmarkError(MedKLIPError):
-    """A dataset folder or split file that cannot be used; the message says what to do."""
 
 
 def index_files(root: Path, suffixes: set[str], key: Callable[[Path], str] = lambda p: p.name) -> dict[str, Path]:
@@ -101,8 +97,10 @@ class Benchmark:
         """The samples of one split (``"all"`` for every sample)."""
         if split == "all":
             return list(self.samples)
-        if split not in SPLITS:
+        canonical = normalize_split(split)
+        if canonical is None:
             raise BenchmarkError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} or all")
+        split = canonical
         return [s for s in self.samples if assignment.get(s.id) == split]
 
 
@@ -153,9 +151,10 @@ def read_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, str]:
         if not reader.fieldnames or not {"id", "split"} <= set(reader.fieldnames):
             raise BenchmarkError(f"{path}: a split file needs the columns id,split (got {reader.fieldnames})")
         for line, row in enumerate(reader, start=2):
-            if row["split"] not in SPLITS:
+            split = normalize_split(row["split"] or "")
+            if split is None:
                 raise BenchmarkError(f"{path}:{line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
-            assignment[row["id"]] = row["split"]
+            assignment[row["id"]] = split
     ids = {s.id for s in samples}
     unknown = [k for k in assignment if k not in ids]
     if unknown:

@@ -27,6 +27,7 @@ from medklip.data.synthetic import findings as F
 from medklip.data.synthetic.anatomy import Canvas, Patient, render_anatomy, to_image
 from medklip.data.synthetic.reports import write_report
 from medklip.io_utils import atomic_path, atomic_write_text
+from medklip.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ EVAL_ENTITY = {
 SEEN_FINDINGS = ["effusion", "opacity", "consolidation", "pneumonia", "atelectasis", "pneumothorax", "cardiomegaly",
                  "nodule", "mass", "edema", "tube", "line", "pacemaker", "fracture", "hyperinflate"]
 UNSEEN_FINDINGS = ["covid-19"]
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass
