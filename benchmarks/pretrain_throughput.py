@@ -16,6 +16,7 @@ import time
 import torch
 
 from medklip import MedKLIP, MedKLIPConfig
+from medklip.models import MedKLIPCriterion
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
         t = time.perf_counter()
         with amp:
             out = model(x, need_attentions=False)
-        loss = model.loss(out, labels, index).total
+        loss = MedKLIPCriterion()(out, labels, index, model.position_embeddings).total
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medklip"
 LAYERS = {
-    0: {"errors", "labels", "splits", "io_utils", "progress", "config_utils", "__init__"},
+    0: {"errors", "labels", "splits", "io_utils", "progress", "config_utils", "extras", "__init__"},
     1: {"knowledge", "text", "reports"},
     2: {"models", "data"},
     3: {"train", "evaluation", "zeroshot", "finetune", "demo"},

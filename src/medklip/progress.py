@@ -26,7 +26,7 @@ class Progress:
     """Counts work done out of ``total``.
 
     Args:
-        total: the amount of work (steps, images...).
+        total: the amount of work (steps, images...); 0 when unknown (a stream).
         desc: what is being done.
         unit: the unit of ``total``.
         enabled: False shows nothing.
@@ -47,7 +47,7 @@ class Progress:
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream)
+            self._bar = tqdm(total=total or None, initial=initial, desc=desc, unit=unit, file=self.stream)
         elif enabled:
             self._line(force=True)
 
@@ -72,11 +72,11 @@ class Progress:
         elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
         left = f", {_duration((self.total - self.done) / rate)} left" if rate > 0 and self.total and not final else ""
         extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
         word = "done in " + _duration(elapsed) if final else f"{rate:.1f} {self.unit}/s"
-        print(f"{self.desc}: {self.done}/{self.total} {self.unit}{share}, {word}{left}{extra}", file=self.stream,
-              flush=True)
+        print(f"{self.desc}: {count} {self.unit}{share}, {word}{left}{extra}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -51,7 +51,7 @@ def server(tmp_path_factory, tiny_model_dir):
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"medklip serve exited: {log.read_text()}")
+                    raise RuntimeError(f"medklip serve exited: {log.read_text()}") from None
                 time.sleep(0.5)
         else:
             raise RuntimeError(f"medklip serve did not start: {log.read_text()}")

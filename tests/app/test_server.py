@@ -38,6 +38,8 @@ def test_page_and_findings(client) -> None:
     names = {e["name"]: e for e in f["findings"]}
     assert len(names) == 76 and names["covid-19"]["in_model"] is False and names["effusion"]["in_model"]
     assert "effusion" in f["default"]
+    assert "not for clinical decisions" in page.text
+
     assert client.get("/api/health").json()["max_upload_mb"] == 8
 
 
@@ -82,3 +84,20 @@ def test_uploads_do_not_outlive_the_request_and_names_are_not_paths(client, tmp_
     assert r.status_code == 200 and r.json()["image"]["filename"] == "evil.png"
     assert list(tmp_path.iterdir()) == []
     assert not (tmp_path.parent / "evil.png").exists()
+
+
+def test_the_page_says_which_model_and_warns_for_a_synthetic_one(minilm) -> None:
+    model = make_tiny_model(minilm)
+    model.training_info = {"data": "synthetic", "description": "medklip's embedded synthetic chest X-ray world"}
+    service = PredictionService(Predictor(model, device="cpu"), model_name="demo-model")
+    service.predictor._encoder = minilm
+    client = TestClient(create_app(service))
+    info = client.get("/api/health").json()["model_info"]
+    assert info["synthetic"] and "synthetic" in info["trained_on"] and "not meaningful" in info["notice"]
+    assert "not for clinical decisions" in info["research_use"]
+    png = io.BytesIO()
+    Image.fromarray((np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)).save(png, format="PNG")
+    body = _post(client, png.getvalue(), "x.png", findings="effusion").json()
+    assert "not meaningful on real radiographs" in body["notice"] and body["model"]["name"] == "demo-model"
+    real = PredictionService(Predictor(make_tiny_model(minilm), device="cpu"), model_name="m").model_info()
+    assert real["notice"] is None and not real["synthetic"]

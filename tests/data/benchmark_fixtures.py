@@ -72,7 +72,7 @@ def make_rsna(root: Path, multi: int = 4, single: int = 4, negative: int = 8) ->
     chosen = ([p for p in pos if len(rows[p]) > 1][:multi] + [p for p in pos if len(rows[p]) == 1][:single]
               + [p for p, r in rows.items() if r[0].rstrip().endswith(",0")][:negative])
     root.mkdir(parents=True, exist_ok=True)
-    (root / "stage_2_train_labels.csv").write_text(lines[0] + "".join(l for p in chosen for l in rows[p]))
+    (root / "stage_2_train_labels.csv").write_text(lines[0] + "".join(line_ for p in chosen for line_ in rows[p]))
     for i, p in enumerate(chosen):
         write_dicom(root / "stage_2_train_images" / f"{p}.dcm", radiograph((1024, 1024), i))
     return chosen
@@ -90,7 +90,7 @@ def make_siim(root: Path, multi: int = 3, single: int = 4, empty: int = 8) -> li
     chosen = ([i for i in pos if len(rows[i]) > 1][:multi] + [i for i in pos if len(rows[i]) == 1][:single]
               + neg[:empty])
     root.mkdir(parents=True, exist_ok=True)
-    (root / "train-rle.csv").write_text(lines[0] + "".join(l for i in chosen for l in rows[i]))
+    (root / "train-rle.csv").write_text(lines[0] + "".join(line_ for i in chosen for line_ in rows[i]))
     for k, i in enumerate(chosen):
         write_dicom(root / "dicom-images-train" / f"1.2.study{k}" / f"1.2.series{k}" / f"{i}.dcm",
                     radiograph((1024, 1024), k))
@@ -102,19 +102,19 @@ def make_chestxray14(root: Path, plain: int = 24, with_boxes: int = 8) -> list[s
     (multi-label ``|`` strings, No Finding, images with several boxes), 1024x1024 PNGs."""
     entries = _lines_gz("Data_Entry_2017_v2020.csv.gz")
     boxes = _lines_gz("BBox_List_2017.csv.gz")
-    by_name = {l.split(",", 1)[0]: l for l in entries[1:]}
+    by_name = {line_.split(",", 1)[0]: line_ for line_ in entries[1:]}
     box_rows: dict[str, list[str]] = {}
     for line in boxes[1:]:
         box_rows.setdefault(line.split(",", 1)[0], []).append(line)
     boxed = [n for n, r in box_rows.items() if len(r) > 1][:with_boxes // 2]
     boxed += [n for n, r in box_rows.items() if len(r) == 1][:with_boxes - len(boxed)]
-    multi = [n for n, l in by_name.items() if "|" in l.split(",")[1]][:plain // 2]
-    normal = [n for n, l in by_name.items() if l.split(",")[1] == "No Finding"][:plain // 4]
-    single = [n for n, l in by_name.items() if "|" not in l.split(",")[1] and n not in normal][:plain // 4]
+    multi = [n for n, row in by_name.items() if "|" in row.split(",")[1]][:plain // 2]
+    normal = [n for n, row in by_name.items() if row.split(",")[1] == "No Finding"][:plain // 4]
+    single = [n for n, row in by_name.items() if "|" not in row.split(",")[1] and n not in normal][:plain // 4]
     chosen = list(dict.fromkeys(boxed + multi + normal + single))
     root.mkdir(parents=True, exist_ok=True)
     (root / "Data_Entry_2017_v2020.csv").write_text(entries[0] + "".join(by_name[n] for n in chosen))
-    (root / "BBox_List_2017.csv").write_text(boxes[0] + "".join(l for n in boxed for l in box_rows[n]))
+    (root / "BBox_List_2017.csv").write_text(boxes[0] + "".join(line_ for n in boxed for line_ in box_rows[n]))
     for k, n in enumerate(chosen):
         folder = root / f"images_{k % 2 + 1:03d}" / "images"
         folder.mkdir(parents=True, exist_ok=True)

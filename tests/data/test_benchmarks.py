@@ -133,7 +133,7 @@ def test_covidx_covid_rural_and_edema_layouts(tmp_path) -> None:
     for split, rows in {"train": [("p1", "a.png", "positive"), ("p1", "b.png", "negative"), ("p2", "c.jpg", "negative")],
                         "test": [("p3", "d.png", "positive"), ("p4", "e.png", "maybe")]}.items():
         (cx / split).mkdir(parents=True)
-        (cx / f"{split}.txt").write_text("".join(f"{p} {f} {l} sirm\n" for p, f, l in rows))
+        (cx / f"{split}.txt").write_text("".join(f"{p} {f} {label} sirm\n" for p, f, label in rows))
         for _p, f, _l in rows:
             Image.fromarray(radiograph((64, 64), 0)).save(cx / split / f)
     b = load_benchmark("covidx", cx)

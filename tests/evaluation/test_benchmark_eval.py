@@ -78,7 +78,7 @@ def test_evaluate_lists_unreadable_images_and_bad_rows(model_dir, tmp_path, caps
     code = main(["evaluate", "--dataset", "rsna-pneumonia", "--root", str(root), "--model", str(model_dir),
                  "--split", "all", "--bootstrap", "0", "-q", "-o", str(out)])
     assert code == 1
-    errors = [json.loads(l) for l in (out / "errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(line_) for line_ in (out / "errors.jsonl").read_text().splitlines()]
     assert {e["kind"] for e in errors} == {"image", "label row"}
     assert any(chosen[0] in e.get("image", "") for e in errors) and any(e.get("id") == chosen[1] for e in errors)
     m = json.loads((out / "metrics.json").read_text())

@@ -14,15 +14,22 @@ API (all responses JSON; errors are ``{"error": message}`` with a 4xx status):
   ``{"image": {"filename", "width", "height", "png"}, "results": [{"finding", "probability",
   "query", "heatmap_png", "heatmap": [[...]]}]}`` sorted by probability, high to low; ``png`` and
   ``heatmap_png`` are base64 PNGs (the image, and the heatmap coloured and resized to it).
-- ``GET /api/health`` -> ``{"status": "ok", "model": ..., "queries": n}``
+- ``GET /api/health`` -> ``{"status": "ok", "model": ..., "queries": n, "max_upload_mb": ..., "model_info":
+  {"name", "trained_on", "synthetic", "preprocess", "queries", "research_use", "notice"}}``; ``notice`` is
+  the "trained on synthetic images" warning when the model saw only medklip's synthetic world.
+- Every prediction also carries ``model`` (name, trained_on, synthetic), ``notice`` and ``research_use``.
 """
 from __future__ import annotations
 
 import base64
+import ctypes
 import io
 import logging
+import os
+import shutil
 import tempfile
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -31,9 +38,13 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from starlette.formparsers import MultiPartException
 
+from medklip import __version__
 from medklip.errors import MedKLIPError, UnknownEntityError, UploadError
 from medklip.evaluation.plots import smooth_upsample
+from medklip.extras import require
+from medklip.models.card import RESEARCH_USE, SYNTHETIC_NOTICE, trained_on_synthetic
 from medklip.zeroshot.predict import DEFAULT_FINDINGS, Predictor
 
 logger = logging.getLogger(__name__)
@@ -41,6 +52,43 @@ logger = logging.getLogger(__name__)
 MAX_UPLOAD_MB = 50
 MAX_SIDE = 1024  # images sent back are at most this big
 PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+FORM_OVERHEAD = 1 << 20
+"""Bytes a multipart form may add to the file itself (boundaries, headers, the other fields)."""
+STALL_SECONDS = 15.0
+"""An upload that sends nothing for this long is answered 408 and dropped."""
+UPLOAD_SECONDS = 300.0
+"""The longest an upload may take in all."""
+STALE_UPLOAD_SECONDS = 3600
+"""Upload folders older than this (left by a crashed server) are removed at start-up."""
+
+
+def release_memory() -> None:
+    """Give freed heap back to the OS (glibc keeps it per thread arena otherwise, so a server that
+    decodes large images in worker threads would keep growing); a no-op where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def upload_root() -> Path:
+    """The parent of the per-request upload folders (private to this user)."""
+    root = Path(tempfile.gettempdir()) / f"medklip-uploads-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+def clean_stale_uploads(root: Path, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+    """Remove upload folders a crashed server left behind; returns how many."""
+    removed, now = 0, time.time()
+    for folder in root.iterdir():
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > older_than:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def sniff_suffix(head: bytes, filename: str) -> str:
@@ -63,7 +111,7 @@ def _png(array: np.ndarray) -> str:
 
 def colour_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Min-max normalised, bilinearly resized to ``shape``, jet-coloured RGB uint8."""
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "app").colormaps
 
     h = smooth_upsample(heatmap, shape)
     lo, hi = float(h.min()), float(h.max())
@@ -79,6 +127,24 @@ class PredictionService:
         self.max_bytes = int(max_upload_mb * 1024 * 1024)
         self.model_name = model_name
         self._lock = threading.Lock()
+        self.uploads = upload_root()
+        stale = clean_stale_uploads(self.uploads)
+        if stale:
+            logger.info("removed %d stale upload folders from %s", stale, self.uploads)
+
+    def limit_text(self) -> str:
+        mb = self.max_bytes / 2**20
+        return f"{mb:.0f} MB" if mb >= 1 else f"{self.max_bytes:,} bytes"
+
+    def model_info(self) -> dict:
+        """Which model is served, what it was trained on, and the notices every page shows."""
+        model = self.predictor.model
+        training = model.training_info or {}
+        synthetic = trained_on_synthetic(model.training_info)
+        return {"name": self.model_name, "trained_on": training.get("description") or training.get("data")
+                or "not recorded in the model folder", "synthetic": synthetic,
+                "preprocess": self.predictor.preprocess.config.profile, "queries": len(model.entity_names),
+                "research_use": RESEARCH_USE, "notice": SYNTHETIC_NOTICE if synthetic else None}
 
     def findings(self) -> dict:
         in_model = set(self.predictor.model.entity_names)
@@ -91,8 +157,7 @@ class PredictionService:
         if not data:
             raise UploadError(f"{filename or 'the upload'} is empty")
         if len(data) > self.max_bytes:
-            raise UploadError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is "
-                              f"{self.max_bytes / 2**20:.0f} MB", 413)
+            raise UploadError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is {self.limit_text()}", 413)
         for name, text in described.items():
             if not name.strip():
                 raise UploadError("a described disease needs a name")
@@ -101,7 +166,7 @@ class PredictionService:
         if not findings and not described:
             raise UploadError("choose at least one finding or describe a disease")
         suffix = sniff_suffix(data[:132], filename)
-        with tempfile.TemporaryDirectory(prefix="medklip-upload-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=self.uploads) as tmp:
             path = Path(tmp) / f"upload{suffix}"  # the user's filename never becomes a path
             path.write_bytes(data)
             with self._lock:  # the Predictor decodes the file and keeps its pixels for the response
@@ -110,8 +175,11 @@ class PredictionService:
                 except UnknownEntityError as exc:
                     raise UploadError(str(exc).split(" To use")[0] + " To ask for a new finding, type its name "
                                       "and description under 'A new disease'.") from exc
+                finally:
+                    release_memory()
         if result.error:
-            raise UploadError(result.error.replace(str(path), filename or "the upload"), 422)
+            status = 413 if result.error_type == "ImageTooLargeError" else 422
+            raise UploadError(result.error.replace(str(path), filename or "the upload"), status)
         return self._response(filename, result, described)
 
     def _response(self, filename: str, result, described: dict) -> dict:
@@ -124,14 +192,55 @@ class PredictionService:
             query = "description" if name in described else ("model" if name in in_model else "knowledge base")
             rows.append({"finding": name, "probability": round(p, 6), "query": query,
                          "heatmap": np.round(heat, 6).tolist(), "heatmap_png": _png(colour_heatmap(heat, shape))})
-        return {"image": {"filename": filename, "width": int(result.size[1]), "height": int(result.size[0]),
+        info = self.model_info()
+        return {"model": {k: info[k] for k in ("name", "trained_on", "synthetic")}, "notice": info["notice"],
+                "research_use": RESEARCH_USE,
+                "image": {"filename": filename, "width": int(result.size[1]), "height": int(result.size[0]),
                           "png": _png(np.asarray(gray))}, "results": rows}
 
 
-def create_app(service: PredictionService):
+def _replay(body: bytes):
+    """An ASGI ``receive`` that hands over an already received body."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def read_body(request: Request, limit: int, limit_text: str, stall: float = STALL_SECONDS,
+                    total: float = UPLOAD_SECONDS) -> bytes:
+    """The request body, counted as it arrives: past ``limit`` bytes -> 413 (nothing more is read,
+    nothing is written to disk); no bytes for ``stall`` seconds, or longer than ``total`` -> 408."""
+    received = bytearray()
+    chunks = request.stream().__aiter__()
+    started = time.monotonic()
+    while True:
+        wait = min(stall, total - (time.monotonic() - started))
+        if wait <= 0:
+            raise UploadError(f"the upload took longer than {total:.0f} s; try again on a faster connection", 408)
+        with anyio.move_on_after(wait) as scope:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return bytes(received)
+        if scope.cancelled_caught:
+            raise UploadError(f"the upload stalled (nothing received for {stall:.0f} s); try again", 408)
+        received += chunk
+        if len(received) > limit:
+            raise UploadError(f"the upload is over the limit of {limit_text}", 413)
+
+
+def create_app(service: PredictionService, stall_seconds: float = STALL_SECONDS,
+               upload_seconds: float = UPLOAD_SECONDS) -> FastAPI:
     """The FastAPI application: the page at ``/`` and the API under ``/api``."""
     app = FastAPI(title="medklip", description="Zero-shot chest X-ray findings and grounding (MedKLIP)",
-                  version=__import__("medklip").__version__)
+                  version=__version__)
     static = resources.files("medklip.app").joinpath("static")
 
     @app.exception_handler(UploadError)
@@ -141,6 +250,16 @@ def create_app(service: PredictionService):
     @app.exception_handler(MedKLIPError)
     async def _medklip_error(_request: Request, exc: MedKLIPError):
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(MultiPartException)
+    async def _bad_form(_request: Request, exc: MultiPartException):
+        return JSONResponse({"error": f"the upload is not a valid multipart form ({exc.message})"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):  # never a traceback to the client
+        logger.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error: the server could not answer this request (see its log)"},
+                            status_code=500)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -155,8 +274,9 @@ def create_app(service: PredictionService):
 
     @app.get("/api/health")
     def health() -> dict:
-        return {"status": "ok", "model": service.model_name, "queries": len(service.predictor.model.entity_names),
-                "max_upload_mb": service.max_bytes / 2**20}
+        info = service.model_info()
+        return {"status": "ok", "model": service.model_name, "queries": info["queries"],
+                "max_upload_mb": service.max_bytes / 2**20, "model_info": info}
 
     @app.get("/api/findings")
     def findings() -> dict:
@@ -164,11 +284,13 @@ def create_app(service: PredictionService):
 
     @app.post("/api/predict")
     async def predict(request: Request) -> dict:
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > service.max_bytes + 2**20:  # refuse before receiving it
-            raise UploadError(f"the upload is {declared / 2**20:.1f} MB; the limit is "
-                              f"{service.max_bytes / 2**20:.0f} MB", 413)
-        async with request.form() as form:  # spooled upload files are deleted when it closes
+        limit = service.max_bytes + FORM_OVERHEAD
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:  # refuse before receiving it
+            raise UploadError(f"the upload is {int(declared) / 2**20:.1f} MB; the limit is {service.limit_text()}", 413)
+        body = await read_body(request, limit, service.limit_text(), stall_seconds, upload_seconds)
+        form_request = Request(request.scope, _replay(body))
+        async with form_request.form(max_files=1, max_fields=64) as form:  # spooled parts deleted on close
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise UploadError("no file uploaded (form field 'file')")
@@ -176,6 +298,7 @@ def create_app(service: PredictionService):
             filename = Path(upload.filename or "").name
             names = [n.strip() for v in form.getlist("findings") for n in str(v).split(",") if n.strip()]
             d_names, d_texts = form.getlist("describe_name"), form.getlist("describe_text")
+        del body
         if len(d_names) != len(d_texts):
             raise UploadError("describe_name and describe_text must come in pairs")
         described = {str(n).strip(): str(t) for n, t in zip(d_names, d_texts) if str(n).strip() or str(t).strip()}

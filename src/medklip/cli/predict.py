@@ -24,7 +24,7 @@ class _Output:
             self.csv = csv.writer(sys.stdout)
             self.csv.writerow(["image", *names, "error"])
 
-    def write(self, r: "Prediction") -> None:
+    def write(self, r: Prediction) -> None:
         if self.fmt == "json":
             print(json.dumps({"image": r.image, "probabilities": r.probabilities, "error": r.error},
                              ensure_ascii=False))
@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overlays = Path(args.heatmaps) if args.heatmaps else None
     ok = bad = 0
 
-    def report(r: "Prediction") -> None:
+    def report(r: Prediction) -> None:
         nonlocal ok, bad
         output.write(r)
         if r.error is None:

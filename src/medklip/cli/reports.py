@@ -36,9 +36,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
             print(f"converted {n} RadGraph documents -> {args.output}", file=sys.stderr)
             return 0 if n else 1
         summary = run_extract(
-            read_reports(args.input, args.id_col, args.text_col), out, errors, report_filter,
+            read_reports(args.input, args.id_col, args.text_col, args.max_chars), out, errors, report_filter,
             workers=args.workers, max_chars=args.max_chars,
-            progress=not args.quiet and sys.stderr.isatty(),
+            progress=not args.quiet,
         )
     print(summary.line(args.output, errors_file), file=sys.stderr)
     if summary.errors and errors_file != "-":

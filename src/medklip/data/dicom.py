@@ -204,21 +204,33 @@ def decode_pixels(ds: Any, path: Path) -> np.ndarray:
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """The VOI window of PS3.3 C.11.2.1.2 into [0, 1] (y_min 0, y_max 1)."""
-    x = values.astype(np.float64, copy=False)
+    """The VOI window of PS3.3 C.11.2.1.2 into [0, 1] (y_min 0, y_max 1), computed in float32 in
+    place (one image-sized buffer)."""
+    out = np.array(values, dtype=np.float32)  # a copy we may overwrite
     function = function.upper()
     if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+        out -= center
+        out *= -4.0 / width
+        np.exp(out, out=out)
+        out += 1.0
+        return np.reciprocal(out, out=out)
     if function == "LINEAR_EXACT":
         if width <= 0:
             raise ValueError(f"Window Width must be > 0 for LINEAR_EXACT, got {width}")
-        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
+        out -= center
+        out /= width
+        out += 0.5
+        return np.clip(out, 0.0, 1.0, out=out)
     if width < 1:
         raise ValueError(f"Window Width must be >= 1 for LINEAR, got {width}")
-    low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
-    out = (x - (center - 0.5)) / (width - 1) + 0.5 if width > 1 else (x > low).astype(np.float64)
-    out = np.where(x <= low, 0.0, np.where(x > high, 1.0, out))
-    return out
+    if width == 1:  # a threshold: below or at the centre - 0.5 is y_min
+        return (out > center - 0.5).astype(np.float32)
+    # inside the window the standard's line; at or below its lower end 0, above its upper end 1 --
+    # the line is <= 0 and > 1 exactly there, so clipping it is the standard's piecewise function
+    out -= center - 0.5
+    out /= width - 1
+    out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _first(value: Any) -> float:
@@ -233,9 +245,10 @@ def voi_to_unit(values: np.ndarray, ds: Any, path: Path) -> np.ndarray:
         item = ds.VOILUTSequence[0]
         depth = int(item.LUTDescriptor[2])
         index = np.rint(values).astype(np.int64) if not np.issubdtype(values.dtype, np.integer) else values
-        mapped = apply_voi(index, ds, index=0).astype(np.float64)
+        mapped = apply_voi(index, ds, index=0).astype(np.float32)
         top = max(float(2 ** depth - 1), float(mapped.max()))
-        return np.clip(mapped / top, 0.0, 1.0)
+        mapped /= top
+        return np.clip(mapped, 0.0, 1.0, out=mapped)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         try:
             center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
@@ -243,7 +256,12 @@ def voi_to_unit(values: np.ndarray, ds: Any, path: Path) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise ImageReadError(f"{path}: unusable Window Center / Width ({exc})") from exc
     lo, hi = float(values.min()), float(values.max())
-    return (values.astype(np.float64) - lo) / (hi - lo) if hi > lo else np.zeros(values.shape)
+    if hi <= lo:
+        return np.zeros(values.shape, np.float32)
+    out = np.array(values, dtype=np.float32)
+    out -= lo
+    out /= hi - lo
+    return out
 
 
 def read_dicom(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
@@ -258,10 +276,15 @@ def read_dicom(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     if photometric.startswith("MONOCHROME"):
         if arr.ndim != 2:
             raise ImageReadError(f"{path}: expected one 2-D image, got pixel data of shape {arr.shape}")
-        out = voi_to_unit(apply_modality_lut(arr, ds), ds, path)
+        values = apply_modality_lut(arr, ds)
+        del arr
+        if values.dtype == np.float64:  # the rescale's output: float32 holds 16-bit data exactly
+            values = values.astype(np.float32)
+        out = voi_to_unit(values, ds, path)
+        del values
         if photometric == "MONOCHROME1":
-            out = 1.0 - out
-        return out.astype(np.float32)
+            np.subtract(1.0, out, out=out)
+        return out.astype(np.float32, copy=False)
     if photometric == "PALETTE COLOR":  # (pydicom's decoders already give YBR data as RGB)
         try:
             arr = apply_color_lut(arr, ds)

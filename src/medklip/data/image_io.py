@@ -11,8 +11,8 @@ import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -37,10 +37,10 @@ def open_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
     """A PIL image opened lazily (header only) and checked against the pixel budget; PIL's
     decompression-bomb guard becomes the same per-file error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # medklip's budget below decides, not PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{path}: refused as a decompression bomb ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot decode the image ({exc})") from exc
@@ -113,7 +113,7 @@ def resize_short_side(img: Image.Image, size: int) -> Image.Image:
     if min(w, h) <= size:
         return img
     scale = size / min(w, h)
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 class ImageCache:
@@ -144,8 +144,8 @@ class ImageCache:
         cached = self._key(path)
         if cached.is_file():
             try:
-                with Image.open(cached) as img:
-                    return img.convert("L")
+                with Image.open(cached) as stored:
+                    return stored.convert("L")
             except OSError:
                 logger.warning("re-creating damaged cache entry %s", cached)
         img = resize_short_side(self.decode(path).convert("L"), self.short_side)

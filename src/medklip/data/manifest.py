@@ -86,5 +86,8 @@ def read_manifest(path: str | Path, check_images: bool = True) -> tuple[list[Man
                 errors.append(ManifestError(f"{path}:{n}", f"malformed JSON ({exc.msg})"))
     for where, raw in items:
         row = _row(raw, base, where, check_images) if isinstance(raw, dict) else ManifestError(where, "not an object")
-        (errors if isinstance(row, ManifestError) else rows).append(row)
+        if isinstance(row, ManifestError):
+            errors.append(row)
+        else:
+            rows.append(row)
     return rows, errors

@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from medklip.errors import MedKLIPError
+from medklip.extras import require
 from medklip.io_utils import errors_path
 from medklip.reports import ReportFilter
 from medklip.splits import normalize_split
+
+pd = require("pandas", "train")
 
 logger = logging.getLogger(__name__)
 

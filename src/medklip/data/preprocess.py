@@ -22,9 +22,10 @@ Official checkpoints get ``release-cxr14``; ``evaluate`` switches a release-prof
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,14 +76,14 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise MedKLIPError(f"unknown preprocessing keys: {', '.join(unknown)}")
         return cls(**dict(data))
 
-    def replace(self, **changes: Any) -> "PreprocessConfig":
+    def replace(self, **changes: Any) -> PreprocessConfig:
         return PreprocessConfig.from_dict({**self.to_dict(), **changes})
 
 

@@ -1,7 +1,7 @@
 """Image transforms: the release's training augmentation and the evaluation resize."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from PIL import Image

@@ -17,8 +17,8 @@ for drawing overlays only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -152,7 +152,7 @@ class DetectionCounts:
     detected_truth: int
     truth: int
 
-    def __add__(self, other: "DetectionCounts") -> "DetectionCounts":
+    def __add__(self, other: DetectionCounts) -> DetectionCounts:
         return DetectionCounts(self.true_predicted + other.true_predicted, self.predicted + other.predicted,
                                self.detected_truth + other.detected_truth, self.truth + other.truth)
 

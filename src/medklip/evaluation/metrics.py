@@ -99,12 +99,12 @@ def bootstrap_ci(metric, *arrays, n_boot: int = 1000, alpha: float = 0.05, seed:
     """Percentile bootstrap ``(low, high)`` of ``metric(*arrays)``, resampling rows with
     replacement (resamples where the metric is NaN, e.g. one class only, are skipped)."""
     rng = np.random.default_rng(seed)
-    arrays = [np.asarray(a) for a in arrays]
-    n = len(arrays[0])
+    columns = [np.asarray(a) for a in arrays]
+    n = len(columns[0])
     values = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        v = metric(*(a[idx] for a in arrays))
+        v = metric(*(a[idx] for a in columns))
         if np.isfinite(v):
             values.append(v)
     if not values:

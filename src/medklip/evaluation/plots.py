@@ -4,19 +4,18 @@ Overlays draw the patch-grid heatmap bilinearly smoothed (easier to read); every
 *metric* uses the release's block upsampling instead (:mod:`medklip.evaluation.grounding`)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
+from medklip.extras import require
+
 
 def _plt():
-    import matplotlib
-
+    matplotlib = require("matplotlib", "eval")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return require("matplotlib.pyplot", "eval")
 
 
 def smooth_upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -24,7 +23,7 @@ def smooth_upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     img = Image.fromarray(np.asarray(heatmap, np.float32))
-    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title: str, probability: float,

@@ -3,8 +3,8 @@ per prompt with bootstrap CIs, macro averages (all / seen / unseen), the release
 per prompt and pooled, and severity grades."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ def task_classes(bench: Benchmark, task: str, classes: Sequence[str] | None) -> 
 def stratum(sample: Sample, task: str, classes: list[str], bench: Benchmark, prevalence: dict[str, float]) -> str:
     """Multi-label: the rarest positive class (or none); binary / segment: the label; grade: the grade."""
     if task == "grade":
-        return str(sample.labels.get(bench.grade_class, 0))
+        return str(sample.labels.get(bench.grade_class or "", 0))
     positives = [c for c in classes if sample.labels.get(c, 0) > 0]
     return min(positives, key=lambda c: prevalence[c]) if positives else "none"
 
@@ -99,16 +99,16 @@ class FinetuneDataset(Dataset):
 
     def target(self, sample: Sample) -> torch.Tensor:
         if self.task == "grade":
-            return torch.tensor(int(sample.labels.get(self.bench.grade_class, 0)))
+            return torch.tensor(int(sample.labels.get(self.bench.grade_class or "", 0)))
         return torch.tensor([float(sample.labels.get(c, 0) > 0) for c in self.classes])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
         image = (self.cache.load(sample.image) if self.cache is not None else self.decode(sample.image)).convert("L")
         flip = self.train and np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5
-        resized = image.resize((self.size, self.size), Image.BICUBIC)
+        resized = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         if flip:
-            resized = resized.transpose(Image.FLIP_LEFT_RIGHT)
+            resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         x = self.normalize(resized)
         if self.task != "segment":
             return x, self.target(sample)
@@ -116,7 +116,7 @@ class FinetuneDataset(Dataset):
         if region is None or sample.labels.get(self.classes[0], 0) <= 0:
             return x, torch.zeros(1, self.size, self.size)
         mask = region.mask(image_shape(sample.image))
-        m = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.size, self.size), Image.NEAREST)
+        m = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.size, self.size), Image.Resampling.NEAREST)
         if flip:
-            m = m.transpose(Image.FLIP_LEFT_RIGHT)
+            m = m.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return x, torch.from_numpy(np.asarray(m) > 0).float()[None]

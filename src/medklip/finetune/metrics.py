@@ -48,10 +48,8 @@ def score(collected: dict, task: str, classes: list[str]) -> dict:
             continue
         s = best_f1(truth, p[:, j])
         per[name] = {"auc": s.auc, "f1": s.f1, "accuracy": s.accuracy, "positives": int(truth.sum())}
-    out = {"per_class": per, "macro": {m: macro(v[m] for v in per.values()) for m in ("auc", "f1", "accuracy")},
-           "images": int(len(y))}
-    out["primary"] = out["macro"]["auc"]
-    return out
+    averages = {m: macro(v[m] for v in per.values()) for m in ("auc", "f1", "accuracy")}
+    return {"per_class": per, "macro": averages, "images": int(len(y)), "primary": averages["auc"]}
 
 
 def markdown(metrics: dict, task: str, title: str, fraction: float, init: str) -> str:

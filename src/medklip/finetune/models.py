@@ -90,7 +90,8 @@ class ResNetEncoder(nn.Module):
 
 def _out_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
-    return (block.conv3 if hasattr(block, "conv3") else block.conv2).out_channels
+    conv = block.conv3 if hasattr(block, "conv3") else block.conv2
+    return int(conv.out_channels)  # type: ignore[union-attr, arg-type]
 
 
 class ResNetClassifier(nn.Module):

@@ -102,7 +102,8 @@ class Finetuner:
         make = lambda samples, train: FinetuneDataset(samples, c.task, self.classes, bench, c.model.image_size,  # noqa: E731
                                                       train, cache, c.run.seed, decode)
         self.train_set = make(self.train_samples, True)
-        self.valid_set, self.test_set = make(bench.subset(VALIDATION, assignment), False), make(bench.subset(TEST, assignment), False)
+        self.valid_set = make(bench.subset(VALIDATION, assignment), False)
+        self.test_set = make(bench.subset(TEST, assignment), False)
         if not self.train_samples or not len(self.valid_set) or not len(self.test_set):
             raise ConfigError(f"{bench.name}: a split is empty (train {len(self.train_samples)}, valid "
                               f"{len(self.valid_set)}, test {len(self.test_set)}); use more images")
@@ -112,7 +113,7 @@ class Finetuner:
     def _model(self) -> None:
         c = self.config
         model = build_model(c.task, c.model.backbone, len(self.classes), c.init)
-        self.backbone = model.encoder.backbone
+        self.backbone: str = model.encoder.backbone  # type: ignore[union-attr, assignment]
         self.net, self.model = self.engine.prepare(model)
         self.batch = max(self.env.world_size, min(c.optim.batch_size, len(self.train_samples)))
         self.batch -= self.batch % self.env.world_size

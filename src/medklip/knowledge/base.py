@@ -11,10 +11,10 @@ import csv
 import difflib
 import json
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from medklip.errors import KnowledgeBaseFileError, UnknownEntityError
 
@@ -83,7 +83,7 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def default(cls) -> "KnowledgeBase":
+    def default(cls) -> KnowledgeBase:
         """The knowledge base shipped with medklip (paper Table 8 + the 51 positions)."""
         text = resources.files("medklip.knowledge").joinpath("data/knowledge_base.json").read_text(
             encoding="utf-8"
@@ -91,7 +91,7 @@ class KnowledgeBase:
         return cls.from_dict(json.loads(text), source="the packaged knowledge base")
 
     @classmethod
-    def from_dict(cls, data: Mapping, source: str = "knowledge base") -> "KnowledgeBase":
+    def from_dict(cls, data: Mapping, source: str = "knowledge base") -> KnowledgeBase:
         """Build from the packaged JSON layout (``entities``, ``positions``, ...)."""
         try:
             entities = [
@@ -112,7 +112,7 @@ class KnowledgeBase:
         return cls(tuple(entities), positions, prompt)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, extend: bool = True) -> "KnowledgeBase":
+    def load(cls, path: str | Path | None = None, *, extend: bool = True) -> KnowledgeBase:
         """The default base, extended (or replaced) by the descriptions in ``path``.
 
         A file in the full packaged layout replaces the base; any other description file
@@ -128,7 +128,7 @@ class KnowledgeBase:
         return base.extend(read_descriptions(path)) if extend else base
 
     # ----------------------------------------------------------------- editing
-    def extend(self, descriptions: Mapping[str, str]) -> "KnowledgeBase":
+    def extend(self, descriptions: Mapping[str, str]) -> KnowledgeBase:
         """A new base with these descriptions added; a known name gets its description replaced."""
         entities = list(self.entities)
         for name, description in descriptions.items():

@@ -14,14 +14,14 @@ RESEARCH_USE = "Research use only; not for clinical decisions."
 
 def trained_on_synthetic(training: dict[str, Any] | None) -> bool:
     """Whether a model's training record says it saw only the synthetic world."""
-    return bool(training) and str(training.get("data", "")).startswith("synthetic")
+    return training is not None and str(training.get("data", "")).startswith("synthetic")
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]])
 
 
-def model_card(model: "MedKLIP") -> str:
+def model_card(model: MedKLIP) -> str:
     """Markdown: architecture, text encoder, preprocessing, training data / config / metrics,
     intended use and limitations."""
     c, text, pre = model.config, model.text_encoder_info or {}, model.preprocess_cfg

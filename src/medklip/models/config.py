@@ -1,8 +1,9 @@
 """Model configuration (a dataclass, saved as ``config.json`` next to every model)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024}
 """Channels after ``layer3`` of each supported torchvision ResNet."""
@@ -60,7 +61,7 @@ class MedKLIPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MedKLIPConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> MedKLIPConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

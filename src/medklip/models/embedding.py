@@ -1,8 +1,8 @@
 """Query and position embeddings from the knowledge base, as the release builds them."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

@@ -58,7 +58,7 @@ def resolve_hub_folder(repo_id: str, revision: str | None = None) -> Path:
                               "instead") from exc
 
 
-def push_to_hub(model: "MedKLIP", repo_id: str, *, private: bool = True, revision: str | None = None,
+def push_to_hub(model: MedKLIP, repo_id: str, *, private: bool = True, revision: str | None = None,
                 commit_message: str = "Upload MedKLIP model", token: str | None = None) -> str:
     """Save ``model`` (with its model card) and upload the folder to ``repo_id``; returns the
     commit id, which pins exactly this upload (``from_pretrained(repo_id, revision=commit)``)."""

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def scale_attention_init(model: "MedKLIP", qk_std: float = 0.1) -> None:
+def scale_attention_init(model: MedKLIP, qk_std: float = 0.1) -> None:
     """The ``scaled-attention`` init (on top of :func:`init_weights`): query / key projections of
     every attention N(0, ``qk_std``), the patch MLP PyTorch's default. With the release's init the
     cross-attention logits start near 0, every entity pools the same average of the patches, and
@@ -209,7 +209,7 @@ class MedKLIP(nn.Module):
         knowledge: KnowledgeBase | None = None,
         text_encoder: TextEncoder | None = None,
         entities: Sequence[str] | None = None,
-    ) -> "MedKLIP":
+    ) -> MedKLIP:
         """A freshly initialised model whose queries are the knowledge base's descriptions.
 
         ``entities`` defaults to the pre-training entities (the paper's 75);
@@ -235,7 +235,7 @@ class MedKLIP(nn.Module):
         *,
         num_heads: int = 4,
         knowledge: KnowledgeBase | None = None,
-    ) -> "MedKLIP":
+    ) -> MedKLIP:
         """Load the official release's ``.pth`` (see :mod:`medklip.models.official`)."""
         return official.load_official_checkpoint(
             cls, path, entity_embeddings, position_embeddings, text_encoder,
@@ -248,7 +248,7 @@ class MedKLIP(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
-                        revision: str | None = None) -> "MedKLIP":
+                        revision: str | None = None) -> MedKLIP:
         """Load a folder written by :meth:`save_pretrained`, or a Hugging Face Hub repo id
         (``org/name`` at ``revision``; the local cache is used offline). No text encoder needed."""
         return serialization.load_pretrained(cls, directory, map_location, revision)

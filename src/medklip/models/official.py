@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,7 +22,7 @@ from medklip.models.embedding import (
     embed_knowledge,
     encoder_record,
 )
-from medklip.models.loading import load_state_dict_strict
+from medklip.models.loading import load_state_dict_strict, load_tensors_only
 from medklip.text import PAPER_TEXT_ENCODER, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,12 +89,7 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zip, ...
-        raise CheckpointError(
-            f"{path}: cannot be read as an official MedKLIP checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    obj = load_tensors_only(path, "an official MedKLIP checkpoint")
     state = obj.get("model", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected {{'model': state_dict}} as the release saves it")
@@ -125,7 +121,7 @@ def infer_config(state: Mapping[str, torch.Tensor], num_heads: int = 4) -> MedKL
 
 
 def load_official_checkpoint(
-    cls: type["MedKLIP"],
+    cls: type[MedKLIP],
     path: str | Path,
     entity_embeddings: torch.Tensor | None = None,
     position_embeddings: torch.Tensor | None = None,
@@ -133,7 +129,7 @@ def load_official_checkpoint(
     *,
     num_heads: int = 4,
     knowledge: KnowledgeBase | None = None,
-) -> "MedKLIP":
+) -> MedKLIP:
     """Build a :class:`MedKLIP` from the release's ``.pth``, in eval mode, with the release's
     preprocessing profile (``release-cxr14``).
 

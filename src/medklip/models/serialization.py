@@ -47,7 +47,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_pretrained(model: "MedKLIP", directory: str | Path) -> Path:
+def save_pretrained(model: MedKLIP, directory: str | Path) -> Path:
     """Write the model folder; each file is written to a temporary name, then renamed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,8 +102,8 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_pretrained(cls: type["MedKLIP"], directory: str | Path, map_location: str | torch.device = "cpu",
-                    revision: str | None = None) -> "MedKLIP":
+def load_pretrained(cls: type[MedKLIP], directory: str | Path, map_location: str | torch.device = "cpu",
+                    revision: str | None = None) -> MedKLIP:
     """Load a folder written by :func:`save_pretrained` (or a Hub repo id, at ``revision``),
     verifying file checksums."""
     if not Path(directory).is_dir() and is_hub_id(str(directory)):

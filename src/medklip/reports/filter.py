@@ -239,7 +239,7 @@ class ReportFilter:
             chunks[target].sides.update(ch.sides)
         return [self._resolve(chunks[chunk_of[s]], entity) for s, _e, entity, _c in mentions]
 
-    def _resolve(self, chunk: "_Chunk", entity: str) -> set[str]:
+    def _resolve(self, chunk: _Chunk, entity: str) -> set[str]:
         """(sides x anatomy) of a chunk -> positions; a side alone uses the entity's default anatomy."""
         specific = [a for a in chunk.anatomy if a not in self.vocab.generic_anatomy]
         names = specific or chunk.anatomy

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import tarfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -44,7 +44,8 @@ class IUReport:
 
 def _report(xml: bytes) -> IUReport:
     root = ET.fromstring(xml)
-    rid = root.find("uId").get("id", "").removeprefix("CXR") if root.find("uId") is not None else ""
+    uid = root.find("uId")
+    rid = uid.get("id", "").removeprefix("CXR") if uid is not None else ""
     sections: dict[str, str] = {}
     for node in root.iter("AbstractText"):
         label = (node.get("Label") or "").upper()
@@ -148,7 +149,7 @@ def score_filter(reports: Sequence[IUReport], predicted: Mapping[str, Iterable])
     scored = mesh_mapping()["scored"]
     result = FilterScore({f: [0, 0, 0] for f in scored}, reports=len(reports))
     for r in reports:
-        gold = {f: set() for f in scored if any(f in mesh_entities(c) for c in r.mesh)}
+        gold: dict[str, set[str]] = {f: set() for f in scored if any(f in mesh_entities(c) for c in r.mesh)}
         for code in r.mesh:
             for f in mesh_entities(code) & set(gold):
                 gold[f] |= mesh_sides(code)

@@ -10,8 +10,9 @@ and its existence.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from medklip.errors import RadGraphFormatError
 from medklip.labels import ABSENT, PRESENT, UNCERTAIN
@@ -35,11 +36,11 @@ def iter_radgraph_documents(path: str | Path) -> Iterator[tuple[str, Mapping[str
     """
     path = Path(path)
     raw = path.read_text(encoding="utf-8")
+    docs: list[tuple[str, Any]] = []
     try:
         data = json.loads(raw)
-        docs = data.items() if isinstance(data, Mapping) else ((str(i), d) for i, d in enumerate(data))
+        docs = list(data.items()) if isinstance(data, Mapping) else [(str(i), d) for i, d in enumerate(data)]
     except json.JSONDecodeError:
-        docs = []
         for n, line in enumerate(raw.splitlines(), start=1):
             if line.strip():
                 try:

@@ -1,8 +1,8 @@
 """Report triplets -> the training targets of the model (existence labels, positive positions)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,17 +62,21 @@ def report_targets(
     positives: list[set[int]] = [set() for _ in entity_names]
     for t in triplets:
         get = t.get if isinstance(t, Mapping) else lambda key, _t=t: getattr(_t, key)
-        i = e_index.get(get("entity"))
+        i = e_index.get(str(get("entity")))
         if i is None:
             continue
-        label = int(get("exist"))
+        raw = get("exist")
+        if raw is None:
+            raise ValueError(f"triplet of {get('entity')!r} has no exist value")
+        label = int(raw)
         if label not in _PRIORITY:
             raise ValueError(f"exist must be 1, 0 or -1, got {label!r}")
         current = int(exist[i])
         if current == UNMENTIONED or _PRIORITY[label] > _PRIORITY[current]:
             exist[i] = label
         if label == PRESENT:
-            j = p_index.get(get("position"), fallback)
+            j = p_index.get(str(get("position")))
+            j = fallback if j is None else j
             if j is not None:
                 positives[i].add(j)
     return ReportTargets(exist, [sorted(p) if exist[i] == PRESENT else [] for i, p in enumerate(positives)])

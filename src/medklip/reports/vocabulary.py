@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -101,7 +102,7 @@ class Vocabulary:
     """entity -> positions it needs when it came from a conditional phrase."""
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Vocabulary":
+    def load(cls, path: str | Path | None = None) -> Vocabulary:
         """The packaged vocabulary, or a user's file in the same layout."""
         if path is None:
             text = resources.files("medklip.reports").joinpath("data/vocabulary.yaml").read_text("utf-8")
@@ -116,7 +117,7 @@ class Vocabulary:
             raise KnowledgeBaseFileError(f"{source}: not a valid report-filter vocabulary ({exc})") from exc
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Vocabulary":
+    def from_dict(cls, data: Mapping[str, Any]) -> Vocabulary:
         obs = PhraseMatcher()
         # cues first: a phrase that is both a cue and an entity word is kept as a cue
         for phrase in data.get("pseudo_cues", []):

@@ -11,8 +11,9 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,8 +144,8 @@ class TextEncoder:
         self.identity = f"{_folder_identity(self.folder)}|{pooling}|max_length={self.max_length}"
         self.cache = EmbeddingCache(cache_dir or default_cache_dir(), self.identity) if use_cache else None
         self.stats = CacheStats()
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None
+        self._tokenizer: Any = None
 
     @property
     def dim(self) -> int:
@@ -205,10 +206,10 @@ class TextEncoder:
             if self.cache is not None:
                 for text, vec in fresh.items():
                     self.cache.put(text, vec)
-            result = [r if r is not None else fresh[t] for t, r in zip(texts, result)]
         if not texts:
             return torch.zeros((0, self.dim))
-        return torch.from_numpy(np.stack(result).astype(np.float32))
+        rows = [r if r is not None else fresh[t] for t, r in zip(texts, result)] if missing else result
+        return torch.from_numpy(np.stack([np.asarray(r) for r in rows]).astype(np.float32))
 
     def info(self) -> dict:
         """What a saved model records about the encoder that made its embeddings."""

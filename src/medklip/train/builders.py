@@ -112,7 +112,8 @@ def build_optimizer(model: torch.nn.Module, config: PretrainConfig,
                     device: torch.device | None = None) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and normalisation weights; the fused kernel on a GPU, the
     multi-tensor (foreach) one on a CPU."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -123,5 +124,6 @@ def build_optimizer(model: torch.nn.Module, config: PretrainConfig,
 
 def adamw(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """AdamW with the fastest implementation for ``device``."""
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fast)
+    if device.type == "cuda":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

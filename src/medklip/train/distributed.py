@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -107,11 +107,13 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
         n = total[-1]
         mean = total[:c] / n
         var = total[c:2 * c] / n - mean * mean
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        assert tracked is not None and running_mean is not None and running_var is not None  # track_running_stats
         with torch.no_grad():
-            self.num_batches_tracked += 1
-            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
-            self.running_var.mul_(1 - m).add_(m * var.detach() * n / max(float(n) - 1, 1.0))
+            tracked += 1
+            m = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+            running_mean.mul_(1 - m).add_(m * mean.detach())
+            running_var.mul_(1 - m).add_(m * var.detach() * n / max(float(n) - 1, 1.0))
         y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
         return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medklip.errors import ConfigError
+from medklip.extras import require
 from medklip.models.factory import resolve_device
 from medklip.train.checkpoint import load_checkpoint, save_checkpoint
 from medklip.train.distributed import (
@@ -77,9 +80,8 @@ class RunLog:
         self.writer.writeheader()
         self.writer.writerows(kept)
         self.file.flush()
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        summary_writer = require("torch.utils.tensorboard", "train").SummaryWriter
+        self.tb = summary_writer(str(folder / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
 
     def log(self, row: dict, scalars: dict[str, float] | None = None) -> None:
         """Append ``row`` to the CSV; ``scalars`` (name -> value) go to TensorBoard at its step."""
@@ -137,7 +139,7 @@ class Engine:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return model, DistributedDataParallel(model, device_ids=ids)
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def loader(self, dataset: Dataset, batch_size: int, workers: int, seed: int,

@@ -75,6 +75,7 @@ class Pretrainer:
         if engine.is_main:
             save_config(cfg, self.out / "config.yaml")
         self.train_set, self.val_set = builders.build_datasets(cfg, rows, self.kb, model.entity_names)
+        self.medklip = model
         self.model, self.ddp = engine.prepare(model.to(memory_format=torch.channels_last), cfg.run.sync_bn)
         o = cfg.optim
         if o.batch_size % (engine.world_size * o.grad_accum):
@@ -148,7 +149,7 @@ class Pretrainer:
             with self.engine.autocast():
                 out = self.model(batch["image"], need_attentions=False)
             ce, cl, counts = self.criterion.sums(out, batch["exist"], batch["position_index"],
-                                                 self.model.position_embeddings)
+                                                 self.medklip.position_embeddings)
             sums += torch.stack([ce.detach().float(), cl.detach().float(), *counts.to(self.device)])
         sums = all_reduce_sum(sums)
         self.model.train()
@@ -189,7 +190,7 @@ class Pretrainer:
                     images = batch["image"].contiguous(memory_format=torch.channels_last)
                     with self.engine.autocast():
                         out = self.ddp(images, need_attentions=False)
-                    loss, ce, cl = global_loss(self.criterion, self.model, out, batch, self.env.world_size)
+                    loss, ce, cl = global_loss(self.criterion, self.medklip, out, batch, self.env.world_size)
                     (loss / o.grad_accum).backward()
                     running += torch.stack([loss.detach() / self.env.world_size, ce, cl]) / o.grad_accum
                     self.micro_done += 1
@@ -216,8 +217,8 @@ class Pretrainer:
                         row = {"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0],
                                "loss": losses[-1], "existence": float(values[1]), "position": float(values[2]),
                                "images_per_s": round(rate, 2), "val_loss": ""}
-                        logs.log(row, {f"train/{k}": row[k] for k in ("lr", "loss", "existence", "position",
-                                                                      "images_per_s")})
+                        logs.log(row, {f"train/{k}": float(row[k]) for k in ("lr", "loss", "existence", "position",
+                                                                             "images_per_s")})
                     if self.step % cfg.run.save_every_steps == 0:
                         self.engine.save(self._state())
                     if self.step >= self.total_steps:
@@ -231,9 +232,9 @@ class Pretrainer:
             logs.close()
         best, last = self.out / "best", self.out / "last"
         if self.engine.is_main:
-            self.model.save_pretrained(last)
+            self.medklip.save_pretrained(last)
             if not (best / "config.json").is_file():
-                self.model.save_pretrained(best)
+                self.medklip.save_pretrained(best)
         return PretrainResult(self.out, best, last, self.step, losses, self.best_val, self.rows_left_out,
                               self.unreadable)
 
@@ -244,9 +245,9 @@ class Pretrainer:
         if val is not None and (self.best_val is None or val < self.best_val):
             self.best_val = val
             if self.engine.is_main:
-                self.model.save_pretrained(self.out / "best")
+                self.medklip.save_pretrained(self.out / "best")
         logs.log({"step": self.step, "epoch": self.epoch, "lr": "", "loss": "", "existence": "", "position": "",
-                  "images_per_s": "", "val_loss": "" if val is None else val}, {"val/loss": val})
+                  "images_per_s": "", "val_loss": "" if val is None else val}, {} if val is None else {"val/loss": val})
         self.engine.save(self._state())
         logger.info("epoch %d done: step %d, validation loss %s", self.epoch, self.step, val)
 

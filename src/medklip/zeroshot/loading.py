@@ -3,9 +3,9 @@ workers run the model's :class:`~medklip.data.preprocess.Preprocess` and hand ba
 input order. An unreadable file is one error in its batch, never a crash of the run."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ class Item:
     shape: tuple[int, int] = (0, 0)
     display: np.ndarray | None = None
     error: str | None = None
+    error_type: str | None = None  # the exception's class name (ImageTooLargeError, ImageReadError)
 
 
 @dataclass
@@ -50,7 +51,7 @@ def display_image(image: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
     gray = image.convert("L")
     scale = min(1.0, side / max(gray.size))
     if scale < 1.0:
-        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))), Image.BILINEAR)
+        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.float32) / 255.0
 
 
@@ -71,9 +72,9 @@ class _Files(Dataset):
                 item.display = display_image(image)
             image.close()
         except ImageReadError as exc:
-            item.error = str(exc)
+            item.error, item.error_type = str(exc), type(exc).__name__
         except MemoryError:
-            item.error = f"{self.paths[index]}: out of memory while decoding the image"
+            item.error, item.error_type = f"{self.paths[index]}: out of memory while decoding the image", "MemoryError"
         return item
 
 

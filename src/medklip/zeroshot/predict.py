@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ class Prediction:
     size: tuple[int, int] = (0, 0)
     """The image's ``(height, width)`` as decoded."""
     error: str | None = None
+    error_type: str | None = None
+    """The kind of error: ``ImageTooLargeError`` (over the pixel budget), ``ImageReadError``..."""
 
 
 def requested_names(findings: Sequence[str], describe: Mapping[str, str] | None = None) -> list[str]:
@@ -201,8 +203,9 @@ class Predictor:
             out = self.model(batch.stack().to(self.device), queries, need_attentions=heatmaps) if good else None
             position = {item.index: i for i, item in enumerate(good)}
             for item in batch.items:
-                pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error)
-                if item.error is not None:
+                pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error,
+                                  error_type=item.error_type)
+                if item.error is not None or out is None:
                     logger.warning("%s", item.error)
                 else:
                     i = position[item.index]

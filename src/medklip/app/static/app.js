@@ -33,7 +33,13 @@ async function loadKnowledge() {
   const health = await h.json();
   maxMB = health.max_upload_mb;
   $("max-mb").textContent = Math.round(maxMB);
-  $("model-info").textContent = `Model: ${health.model}.`;
+  const info = health.model_info;
+  $("model-info").textContent = `Model: ${health.model}, trained on ${info.trained_on}.`;
+  $("research-use").textContent = info.research_use;
+  if (info.notice) {
+    $("notice").textContent = `This model was ${info.notice}.`;
+    $("notice").hidden = false;
+  }
   const list = $("finding-list");
   for (const e of knowledge.findings) {
     const label = document.createElement("label");
@@ -136,6 +142,12 @@ function renderResults(body) {
     legend.className = "legend";
     legend.textContent = "Heatmap: the model's attention for this query (blue low, red high), upsampled to the image.";
     card.append(h, pair, legend, save);
+    if (body.notice) {
+      const note = document.createElement("p");
+      note.className = "notice result-notice";
+      note.textContent = `Model ${body.notice}.`;
+      card.prepend(note);
+    }
     overlays.append(card);
   }
 }

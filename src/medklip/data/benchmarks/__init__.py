@@ -1,9 +1,9 @@
 """The paper's evaluation datasets, read from their published layouts (see ``benchmarks.yaml``)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import yaml
 

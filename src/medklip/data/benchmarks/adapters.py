@@ -7,11 +7,11 @@ dropped silently.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from medklip.data.benchmarks.base import (
     Benchmark,
@@ -21,6 +21,12 @@ from medklip.data.benchmarks.base import (
     index_files,
     make_error,
 )
+from medklip.extras import require
+
+pd = require("pandas", "eval")
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ def _find(root: Path, names: Iterable[str], what: str, dataset: str) -> Path:
                          "see `medklip evaluate --list` for the layout each dataset needs")
 
 
-def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: Iterable[str]) -> pandas.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises many kinds for a broken file
@@ -82,7 +88,8 @@ def read_chestxray14(root: Path, spec: dict) -> Benchmark:
                 errors.append(make_error(bbox_csv, i, str(row[0]), f"unknown finding label {row[1]!r}"))
                 continue
             region = boxes.setdefault(str(row[0]), {}).setdefault(label, Region())
-            region.boxes.append(tuple(float(v) for v in row[2:6]))
+            x, y, w, h = (float(v) for v in row[2:6])
+            region.boxes.append((x, y, w, h))
     samples = []
     patients = df["Patient ID"] if "Patient ID" in df.columns else df["Image Index"]
     for i, (name, text, patient) in enumerate(zip(df["Image Index"], df["Finding Labels"], patients), start=2):
@@ -120,7 +127,7 @@ def read_rsna(root: Path, spec: dict) -> Benchmark:
         sample = by_id.setdefault(pid, Sample(pid, images[pid], {cls: 0}, pid))
         if row.Target == "1":
             try:
-                box = tuple(float(v) for v in (row.x, row.y, row.width, row.height))
+                box = (float(row.x), float(row.y), float(row.width), float(row.height))
             except ValueError:
                 errors.append(make_error(labels_csv, i, pid, "Target 1 without a numeric box"))
                 continue
@@ -178,8 +185,8 @@ def read_covidx(root: Path, spec: dict) -> Benchmark:
             if label not in COVIDX_POSITIVE | COVIDX_NEGATIVE:
                 errors.append(make_error(lst, i, filename, f"unknown label {parts[2]!r}"))
                 continue
-            path = root / lst.stem / filename
-            if not path.is_file():
+            path: Path | None = root / lst.stem / filename
+            if path is None or not path.is_file():
                 index = index if index is not None else index_files(root, {".png", ".jpg", ".jpeg"})
                 path = index.get(filename)
             if path is None:

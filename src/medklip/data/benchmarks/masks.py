@@ -1,8 +1,8 @@
 """Ground-truth masks from the datasets' own encodings: boxes, SIIM run-length strings, mask images."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -55,7 +55,7 @@ def read_mask_array(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         arr = arr[..., :3].max(-1)
     arr = arr > 0
     if arr.shape != tuple(shape):
-        img = Image.fromarray(arr.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
+        img = Image.fromarray(arr.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
         arr = np.asarray(img) > 0
     return arr
 

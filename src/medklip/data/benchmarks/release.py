@@ -16,8 +16,7 @@ import gzip
 import io
 from importlib import resources
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from medklip.data.benchmarks.base import (
     Benchmark,
@@ -27,12 +26,18 @@ from medklip.data.benchmarks.base import (
     index_files,
     make_error,
 )
+from medklip.extras import require
+
+pd = require("pandas", "eval")
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
 
 RELEASE_LISTS = {"chestxray14": "chestxray14_test.csv.gz", "rsna-pneumonia": "rsna_test.csv.gz"}
 CXR14_LABEL_COLUMNS = 14
 
 
-def release_list(name: str) -> pd.DataFrame:
+def release_list(name: str) -> pandas.DataFrame:
     """The packaged release test list of dataset ``name``."""
     if name not in RELEASE_LISTS:
         raise BenchmarkError(f"--split release exists for {', '.join(RELEASE_LISTS)} only (the lists the release "

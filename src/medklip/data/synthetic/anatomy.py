@@ -46,7 +46,7 @@ class Patient:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Patient":
+    def sample(cls, rng: np.random.Generator) -> Patient:
         return cls(
             scale=float(rng.uniform(0.92, 1.06)),
             shift=(float(rng.normal(0, 0.015)), float(rng.normal(0, 0.015))),

@@ -5,8 +5,8 @@ Sides are the patient's: "right" is the image left. Zones: upper / mid / lower l
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

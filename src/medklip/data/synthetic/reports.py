@@ -28,7 +28,7 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
 
 
 def _where(f: Finding, rng: np.random.Generator) -> str:
-    return f"{f.side} {_pick(rng, ZONE_WORDS[f.zone])}"
+    return f"{f.side} {_pick(rng, ZONE_WORDS[f.zone or 'lower'])}"
 
 
 def noun_phrase(f: Finding, rng: np.random.Generator) -> str:
@@ -139,7 +139,8 @@ def write_report(findings: list[Finding], rng: np.random.Generator, hedge_rate: 
     for k in rng.permutation(absent)[: int(rng.integers(4, 9))]:
         body.append(_pick(rng, NEGATIONS[str(k)]))
     if not present & _LUNG_KINDS:
-        body.insert(0, _pick(rng, ["The lungs are clear.", "Lungs are clear bilaterally.", "The lungs are well expanded and clear."]))
+        body.insert(0, _pick(rng, ["The lungs are clear.", "Lungs are clear bilaterally.",
+                                   "The lungs are well expanded and clear."]))
     if "fracture" not in present and rng.random() < 0.4:
         body.append("The osseous structures are intact.")
     order = rng.permutation(len(body))

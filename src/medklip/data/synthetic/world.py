@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -103,6 +104,7 @@ def make_study(cfg: WorldConfig, split: str, index: int) -> Study:
     for f in found:
         name = EVAL_ENTITY[f.kind]
         labels[name] = 1
+        assert f.mask is not None  # every finding got a mask above
         masks[name] = masks[name] | f.mask if name in masks else f.mask
     return Study(f"{split}-{index:06d}", split, image, report, labels, masks)
 
@@ -112,10 +114,10 @@ def _write(args: tuple[WorldConfig, str, int, str]) -> dict:
     study = make_study(cfg, split, index)
     rel = f"images/{split}/{study.study_id}.png"
     Image.fromarray(study.image, mode="L").save(os.path.join(root, rel), optimize=False, compress_level=1)
-    row = {"image": rel, "study_id": study.study_id, "split": split, "report": study.report}
+    row: dict[str, Any] = {"image": rel, "study_id": study.study_id, "split": split, "report": study.report}
     if split == "test":
         mask_rel = f"masks/test/{study.study_id}.npz"
-        np.savez_compressed(os.path.join(root, mask_rel), **{k: v for k, v in study.masks.items()})
+        np.savez_compressed(os.path.join(root, mask_rel), **study.masks)  # type: ignore[arg-type]
         row["_labels"] = {"study_id": study.study_id, "labels": study.labels, "masks": mask_rel}
     return row
 
