@@ -1,6 +1,6 @@
 """Optional dependencies, grouped as pip extras: ``medklip[eval]`` (benchmarks, reports, overlays),
 ``medklip[train]`` (pre-training and fine-tuning logs, MIMIC-CXR manifests), ``medklip[app]``
-(the web page). A missing one is a clear error naming the extra to install, not a traceback."""
+(the web page), ``medklip[export]`` (ONNX). A missing one is a clear error naming the extra to install, not a traceback."""
 from __future__ import annotations
 
 import importlib
@@ -9,7 +9,7 @@ from types import ModuleType
 from medklip.errors import MedKLIPError
 
 EXTRAS = {"eval": ("pandas", "matplotlib"), "train": ("pandas", "tensorboard"),
-          "app": ("fastapi", "uvicorn", "multipart", "anyio", "matplotlib")}
+          "app": ("fastapi", "uvicorn", "multipart", "anyio", "matplotlib"), "export": ("onnx", "onnxruntime")}
 
 
 class MissingExtraError(MedKLIPError, ImportError):

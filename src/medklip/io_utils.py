@@ -32,12 +32,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def errors_path(output: str | Path) -> str:
-    """Where a batch job writing ``output`` lists the rows it could not use: ``OUT.jsonl`` ->
-    ``OUT.errors.jsonl`` (any other name gets ``.errors.jsonl`` appended); ``-`` (stdout) -> ``-``."""
+    """Where a batch job writing ``output`` lists the rows it could not use: ``OUT.jsonl`` (or
+    ``.csv`` / ``.json`` / ``.tsv``) -> ``OUT.errors.jsonl``, any other name gets ``.errors.jsonl``
+    appended; ``-`` (stdout) -> ``-``."""
     if str(output) == "-":
         return "-"
     path = Path(output)
-    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    stem = path.name
+    for suffix in (".jsonl", ".json", ".csv", ".tsv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
     return str(path.with_name(stem + ".errors.jsonl"))
 
 

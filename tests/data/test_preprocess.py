@@ -84,3 +84,27 @@ def test_the_profile_is_saved_with_the_model_and_create_model_uses_it(tmp_path, 
     assert override.config.profile == "medklip" and override.config.max_pixels == 1000
     tensor = preprocess(rg1_path())
     assert tensor.shape == (3, 64, 64) and torch.isfinite(tensor).all()
+
+
+@pytest.mark.parametrize("case", ["RG1_UNCR.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm", "random12", "signed", "flat"])
+def test_the_fast_equalisation_is_skimages_to_the_bit(case: str) -> None:
+    from pydicom.data import get_testdata_file
+
+    from medklip.data.preprocess import release_equalize
+
+    rng = np.random.default_rng(0)
+    pixels = {"random12": lambda: rng.integers(0, 4096, (600, 500)).astype(np.uint16),
+              "signed": lambda: rng.integers(-1000, 3000, (300, 200)).astype(np.int16),
+              "flat": lambda: np.full((5, 5), 7, np.uint8)}.get(case, lambda: pydicom.dcmread(get_testdata_file(case))
+                                                                 .pixel_array)()
+    expected = (255 * exposure.equalize_hist(pixels.astype(float) / 255.0)).astype(np.uint8)
+    assert np.array_equal(release_equalize(pixels), expected)
+
+
+def test_gray_to_tensor_equals_torchvisions_three_steps(tmp_path) -> None:
+    from medklip.data.transforms import GrayToTensor
+
+    steps = transforms.Compose([transforms.Grayscale(3), transforms.ToTensor(), NORMALIZE])
+    for mode in ("L", "RGBA"):
+        image = Image.open(_png(tmp_path, mode))
+        assert torch.equal(GrayToTensor()(image), steps(image))

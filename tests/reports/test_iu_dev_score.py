@@ -37,12 +37,14 @@ def test_the_collection_reads_with_its_sections_and_codes(reports) -> None:
     assert mesh_entities("Hydropneumothorax/left") == {"effusion", "pneumothorax"}
 
 
-def test_iu_dev_micro_f1_and_side_accuracy(reports) -> None:
-    dev = select(reports, "dev")
+@pytest.mark.parametrize("part", ["dev-a", "dev-b", "dev"])
+def test_iu_dev_micro_f1_and_side_accuracy(reports, part: str) -> None:
+    """Both halves of the development split (measured 0.969 / 0.967, side 0.991 / 0.974)."""
+    dev = select(reports, part)
     rf = ReportFilter()
     score = score_filter(dev, {r.id: rf.extract(r.text) for r in dev})
-    assert score.f1 >= 0.95, f"micro-F1 {score.f1:.3f}"
-    assert score.side_accuracy >= 0.93, f"side accuracy {score.side_accuracy:.3f}"
+    assert score.f1 >= 0.96, f"micro-F1 {score.f1:.3f}"
+    assert score.side_accuracy >= 0.96, f"side accuracy {score.side_accuracy:.3f}"
 
 
 def test_scoring_counts_hand_made_cases() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from medklip import __version__
 from medklip.cli.evaluate import add_evaluate
+from medklip.cli.export import add_export
 from medklip.cli.finetune import add_finetune
 from medklip.cli.knowledge import add_convert_official, add_knowledge
 from medklip.cli.predict import add_predict
@@ -33,6 +34,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_synthetic,
     add_knowledge,
     add_convert_official,
+    add_export,
 )
 
 

@@ -38,7 +38,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         summary = run_extract(
             read_reports(args.input, args.id_col, args.text_col, args.max_chars), out, errors, report_filter,
             workers=args.workers, max_chars=args.max_chars,
-            progress=not args.quiet,
+            progress=not args.quiet, output_format=args.format,
         )
     print(summary.line(args.output, errors_file), file=sys.stderr)
     if summary.errors and errors_file != "-":
@@ -57,7 +57,10 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
                     "(MIMIC-CXR layout; id = study id), or - for stdin. Rows that cannot be used go to "
                     "OUT.errors.jsonl; the exit status is non-zero only when no report could be processed.")
     p.add_argument("input", nargs="?", help="reports: JSONL, CSV, folder of .txt, or -")
-    p.add_argument("-o", "--output", required=True, help="output JSONL (- for stdout)")
+    p.add_argument("-o", "--output", required=True, help="output file (- for stdout)")
+    p.add_argument("--format", choices=["jsonl", "chexpert"], default="jsonl",
+                   help="jsonl: one {id, triplets} object per report (default); chexpert: the CheXpert labeler's "
+                        "CSV (Reports, its 14 observations as 1.0 / 0.0 / -1.0 / blank, then id)")
     p.add_argument("--from-radgraph", metavar="FILE", help="convert RadGraph output instead of reading reports")
     p.add_argument("--id-col", default="id", help="id column / key (default: id)")
     p.add_argument("--text-col", default="text", help="text column / key (default: text)")

@@ -52,10 +52,14 @@ def open_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
     return img
 
 
-def load_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """:func:`open_raster`, then the pixels decoded (errors name the file)."""
+def load_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                draft: tuple[int, int] | None = None) -> Image.Image:
+    """:func:`open_raster`, then the pixels decoded (errors name the file). ``draft`` lets a JPEG
+    decode at a reduced scale no smaller than that size (faster, slightly different pixels)."""
     img = open_raster(path, max_pixels)
     try:
+        if draft is not None and img.format == "JPEG":
+            img.draft("L" if img.mode == "L" else "RGB", draft)
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         img.close()
@@ -63,13 +67,18 @@ def load_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
     return img
 
 
+def read_raster_array(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as grayscale float32 ``[H, W]`` in [0, 1] (16-bit scaled by 65535)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return np.clip(arr / top, 0, 1)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
 def read_raster(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     with load_raster(path, max_pixels) as img:
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float32)
-            top = 65535.0 if arr.max() > 255 else 255.0
-            return np.clip(arr / top, 0, 1)
-        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return read_raster_array(img)
 
 
 def check_file(path: Path) -> None:
@@ -130,18 +139,23 @@ class ImageCache:
         self.decode = decode or decode_gray
         self.tag = tag
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._resolved: dict[str, str] = {}
 
     def _key(self, path: Path) -> Path:
         st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.short_side}|{self.tag}"
+        resolved = self._resolved.get(str(path))
+        if resolved is None:
+            resolved = self._resolved[str(path)] = str(path.resolve())
+        key = f"{resolved}|{st.st_size}|{st.st_mtime_ns}|{self.short_side}|{self.tag}"
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.folder / digest[:2] / f"{digest}.png"
 
     def load(self, path: str | Path) -> Image.Image:
         path = Path(path)
-        if not path.is_file():
-            raise ImageReadError(f"{path}: no such file")
-        cached = self._key(path)
+        try:
+            cached = self._key(path)
+        except OSError:
+            raise ImageReadError(f"{path}: no such file") from None
         if cached.is_file():
             try:
                 with Image.open(cached) as stored:

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from medklip.errors import KnowledgeBaseFileError, UnknownEntityError
 
 logger = logging.getLogger(__name__)
 
 KB_FORMAT = "medklip-knowledge-base/1"
 DEFAULT_POSITION_PROMPT = "It is located at {position}"
+EXTENSION_FILE = "data/chest_findings.yaml"
 
 
 def normalize_name(name: str) -> str:
@@ -110,6 +113,13 @@ class KnowledgeBase:
             ) from exc
         prompt = str(data.get("position_prompt", DEFAULT_POSITION_PROMPT))
         return cls(tuple(entities), positions, prompt)
+
+    @classmethod
+    def extended(cls) -> KnowledgeBase:
+        """The default base plus medklip's extension (``knowledge/data/chest_findings.yaml``):
+        descriptions of 181 chest radiograph findings outside the 75 (PadChest's, VinDr-CXR's),
+        so that they can be queried by name without writing a description."""
+        return cls.default().extend(extension_descriptions())
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, extend: bool = True) -> KnowledgeBase:
@@ -215,6 +225,12 @@ class KnowledgeBase:
         }
 
 
+def extension_descriptions() -> dict[str, str]:
+    """The packaged extension: finding name -> description (see :meth:`KnowledgeBase.extended`)."""
+    text = resources.files("medklip.knowledge").joinpath(EXTENSION_FILE).read_text(encoding="utf-8")
+    return _descriptions_from_obj(yaml.safe_load(text), "the packaged knowledge-base extension")
+
+
 def _read_structured(path: Path) -> object:
     if not path.is_file():
         raise KnowledgeBaseFileError(f"{path}: no such file")
@@ -222,8 +238,6 @@ def _read_structured(path: Path) -> object:
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
-        import yaml
-
         return yaml.safe_load(text)
     except (ValueError, Exception) as exc:  # yaml.YAMLError is not a ValueError
         raise KnowledgeBaseFileError(f"{path}: cannot parse ({exc})") from exc
@@ -255,6 +269,8 @@ def read_descriptions(path: str | Path) -> dict[str, str]:
 
 
 def _descriptions_from_obj(obj: object, source: str, first_row: int = 1) -> dict[str, str]:
+    if isinstance(obj, Mapping) and isinstance(obj.get("descriptions"), (Mapping, list)):
+        obj = obj["descriptions"]  # the extension layout: {format, descriptions: {name: text}}
     if isinstance(obj, Mapping):
         return {str(k): str(v) for k, v in obj.items()}
     if isinstance(obj, list):

@@ -107,7 +107,7 @@ class MedKLIP(nn.Module):
                 f"{what} must be [N, {self.config.text_dim}] (the model's text_dim), got "
                 f"{tuple(emb.shape)}; use the text encoder the model was built with"
             )
-        return emb.to(self.query_projection.weight.device)
+        return emb.to(self.entity_embeddings.device)
 
     def _named(self, embeddings: torch.Tensor, names: Sequence[str] | None, texts: Sequence[str] | None,
                what: str) -> tuple[torch.Tensor, list[str], list[str]]:

@@ -28,10 +28,12 @@ from typing import IO
 
 from medklip.errors import MedKLIPError
 from medklip.progress import Progress
+from medklip.reports.chexpert import ChexpertWriter
 from medklip.reports.filter import ReportFilter
 
 logger = logging.getLogger(__name__)
 
+FORMATS = ("jsonl", "chexpert")
 DEFAULT_MAX_CHARS = 100_000
 """Reports longer than this are refused (real radiology reports are a few KB)."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -75,6 +77,15 @@ def _decode(raw: bytes, where: str) -> tuple[str | None, str | None]:
     except UnicodeDecodeError as exc:
         return None, (f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                       "re-save the report as UTF-8")
+
+
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(row: dict) -> str:
+    """One JSON object on one line: UTF-8 kept readable, but the characters that some readers treat
+    as line breaks (NEL, LINE / PARAGRAPH SEPARATOR) escaped, so a line is always one row."""
+    return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
 
 
 def iter_lines(stream: IO[bytes], max_bytes: int = 8 * DEFAULT_MAX_CHARS, chunk: int = 1 << 20) -> Iterator[bytes | None]:
@@ -219,7 +230,8 @@ def _process(record: ReportRecord, report_filter: ReportFilter, max_chars: int) 
     except Exception as exc:  # a filter bug must not stop a 200k-report run
         logger.exception("filter failed on %s", record.where)
         return False, {"id": record.id, "where": record.where, "error": f"internal error: {exc!r}"}
-    return True, {"id": record.id, "where": record.where, "triplets": [t.to_dict() for t in triplets]}
+    return True, {"id": record.id, "where": record.where, "text": record.text,
+                  "triplets": [t.to_dict() for t in triplets]}
 
 
 def _process_in_worker(args: tuple[ReportRecord, int]) -> tuple[bool, dict]:
@@ -235,8 +247,13 @@ def run_extract(
     workers: int = 1,
     max_chars: int = DEFAULT_MAX_CHARS,
     progress: bool = False,
+    output_format: str = "jsonl",
 ) -> ExtractSummary:
-    """Filter every record; results to ``out``, failures to ``errors`` (one JSON line each)."""
+    """Filter every record; results to ``out`` (one JSON line each, or the CheXpert labeler's CSV
+    with ``output_format="chexpert"``), failures to ``errors`` (one JSON line each)."""
+    if output_format not in FORMATS:
+        raise MedKLIPError(f"unknown output format {output_format!r}; use one of {', '.join(FORMATS)}")
+    chexpert = ChexpertWriter(out) if output_format == "chexpert" else None
     report_filter = report_filter or ReportFilter()
     summary = ExtractSummary()
     start = time.perf_counter()
@@ -254,14 +271,18 @@ def run_extract(
         for ok, row in results:
             bar.update(1)
             if ok and row["id"] in first_line:
-                ok, row = False, {"id": row["id"], "where": row.pop("where"),
+                ok, row = False, {"id": row["id"], "where": row["where"],
                                   "error": f"duplicate id (first at {first_line[row['id']]}); the first row is kept"}
             elif ok:
                 first_line[row["id"]] = row.pop("where")
             if ok:
                 summary.reports += 1
                 summary.triplets += len(row["triplets"])
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                text = row.pop("text")
+                if chexpert is not None:
+                    chexpert.write(row["id"], text, row["triplets"])
+                else:
+                    out.write(json_line(row))
             else:
                 summary.errors += 1
                 reason = row["error"].split(" (")[0].split(";")[0]

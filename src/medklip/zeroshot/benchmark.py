@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from medklip.data.benchmarks import (
     Benchmark,
@@ -72,14 +71,13 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
     _names, queries, rows = predictor.queries(findings, texts)
     order = findings + [k for k in texts if k not in findings]
     column = [rows[order.index(p.key)] for p in prompts]
-    queries = queries.to(predictor.device)
     size = predictor.preprocess.config.image_size
     grounded = [j for j, p in enumerate(prompts) if any(p.cls in s.regions for s in samples)]
     run = EvaluationRun([], prompts, np.zeros((0, len(prompts))), {j: [] for j in grounded})
     shown = {j: 0 for j in grounded}
     probs: list[np.ndarray] = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "predictions.csv").open("w", newline="") as csv_file, torch.inference_mode():
+    with (out_dir / "predictions.csv").open("w", newline="") as csv_file:
         writer = PredictionsWriter(csv_file, prompts, dict(assignment or {}))
         batches = iter_batches([s.image for s in samples], predictor.preprocess, batch_size, predictor.workers,
                                keep_display=bool(grounded) and n_overlays > 0)
@@ -94,8 +92,8 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                 progress.update(len(batch.items))
             if not good:
                 continue
-            out = predictor.model(batch.stack().to(predictor.device), queries, need_attentions=bool(grounded))
-            p = out.probs[:, column].float().cpu().numpy()
+            all_probs, maps = predictor.backend(batch.stack(), queries, bool(grounded))
+            p = all_probs[:, column]
             kept = [samples[item.index] for item in good]
             writer.write(kept, p)
             probs.append(p)
@@ -106,7 +104,8 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                     if region is None or s.labels.get(prompts[j].cls, 0) <= 0:
                         continue
                     original = region.mask(item.shape)
-                    heat = out.heatmaps[i, column[j]].float().cpu().numpy()
+                    assert maps is not None
+                    heat = maps[i, column[j]]
                     run.grounding[j].append(GroundingCase(heat, resize_mask_nearest(original, (size, size))))
                     if shown[j] < n_overlays and item.display is not None:
                         shown[j] += 1
@@ -125,7 +124,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      describe: Mapping[str, str] | None = None, by_name: bool = True, batch_size: int = 16,
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
-                     workers: int = 0, max_pixels: int | None | str = "model") -> dict:
+                     workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch") -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``) or reuse ``split_file``, score ``model``
     zero-shot on ``split`` and write the run into ``out_dir``: metrics.json, metrics.csv, report.md,
@@ -152,7 +151,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
-        workers=workers)
+        workers=workers, backend=backend)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:

@@ -17,6 +17,7 @@ from medklip.models import MedKLIP
 from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
 from medklip.models.factory import create_model
 from medklip.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from medklip.zeroshot.backends import make_backend
 from medklip.zeroshot.loading import iter_batches
 
 logger = logging.getLogger(__name__)
@@ -137,11 +138,13 @@ class Predictor:
         preprocess: a preprocessing profile overriding the model's own.
         max_pixels: the decoding budget per image (``"model"``: the model's).
         workers: processes that decode images ahead of the model (0: none).
+        backend: ``torch`` or ``onnxruntime`` (CPU; the model exported once, about 1.5x faster).
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
-                 preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0) -> None:
+                 preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
+                 backend: str = "torch") -> None:
         self.knowledge = knowledge or KnowledgeBase.default()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -150,6 +153,7 @@ class Predictor:
                                                    knowledge=self.knowledge)
         self.device = next(self.model.parameters()).device
         self.workers = workers
+        self.backend = make_backend(backend, self.model)
 
     @property
     def encoder(self) -> TextEncoder:
@@ -189,7 +193,6 @@ class Predictor:
             emb.append(self.encoder.encode(extra_texts))
         return names, torch.cat(emb), rows
 
-    @torch.inference_mode()
     def iter_predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
                      describe: Mapping[str, str] | None = None, batch_size: int = 16, heatmaps: bool = True,
                      keep_display: bool = False) -> Iterator[Prediction]:
@@ -197,23 +200,20 @@ class Predictor:
         an unreadable image gets ``error`` and the rest go on."""
         _names, queries, rows = self.queries(findings, describe)
         asked = requested_names(findings, describe)
-        queries = queries.to(self.device)
         for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
             good = batch.good
-            out = self.model(batch.stack().to(self.device), queries, need_attentions=heatmaps) if good else None
+            probs, maps = self.backend(batch.stack(), queries, heatmaps) if good else (None, None)
             position = {item.index: i for i, item in enumerate(good)}
             for item in batch.items:
                 pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error,
                                   error_type=item.error_type)
-                if item.error is not None or out is None:
+                if item.error is not None or probs is None:
                     logger.warning("%s", item.error)
                 else:
                     i = position[item.index]
-                    probs = out.probs[i, rows].float().cpu().tolist()
-                    pred.probabilities = dict(zip(asked, probs))
-                    if heatmaps:
-                        maps = out.heatmaps[i, rows].float().cpu().numpy()
-                        pred.heatmaps = dict(zip(asked, maps))
+                    pred.probabilities = dict(zip(asked, probs[i, rows].tolist()))
+                    if maps is not None:
+                        pred.heatmaps = dict(zip(asked, maps[i, rows]))
                 yield pred
 
     def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,

@@ -7,9 +7,7 @@ dropped silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,62 +19,21 @@ from medklip.data.benchmarks.base import (
     index_files,
     make_error,
 )
-from medklip.extras import require
-
-pd = require("pandas", "eval")
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
+from medklip.data.benchmarks.tables import build_benchmark, find_file, pd, read_table
 
 logger = logging.getLogger(__name__)
 
 
-def _find(root: Path, names: Iterable[str], what: str, dataset: str) -> Path:
-    """The first of ``names`` (also ``.gz`` / ``.zip``) in ``root``."""
-    tried = []
-    for name in names:
-        for suffix in ("", ".gz", ".zip"):
-            tried.append(name + suffix)
-            if (root / tried[-1]).is_file():
-                return root / tried[-1]
-    raise BenchmarkError(f"{root}: no {what} found for {dataset} (looked for {', '.join(tried[::3])}); "
-                         "see `medklip evaluate --list` for the layout each dataset needs")
-
-
-def _read_csv(path: Path, required: Iterable[str]) -> pandas.DataFrame:
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises many kinds for a broken file
-        raise BenchmarkError(f"{path}: cannot read as CSV ({exc})") from exc
-    df.columns = [c.strip() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise BenchmarkError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
-    return df
-
-
-def _benchmark(name: str, spec: dict, samples: list[Sample], errors: list[dict]) -> Benchmark:
-    if not samples:
-        raise BenchmarkError(f"{name}: no usable images ({len(errors)} rows failed; first: "
-                             f"{errors[0]['error'] if errors else 'the label file is empty'})")
-    if errors:
-        logger.warning("%s: %d label rows could not be used (listed in the run's errors file)", name, len(errors))
-    classes = dict(spec["classes"])
-    return Benchmark(name, spec["title"], spec["task"], classes, samples, tuple(spec["split"]), errors,
-                     list(spec.get("grades", [])), spec.get("grade_class", next(iter(classes))),
-                     spec.get("segment_class", next(iter(classes)) if len(classes) == 1 else None))
-
-
 # ----------------------------------------------------------------------------- ChestX-ray14
 def read_chestxray14(root: Path, spec: dict) -> Benchmark:
-    labels_csv = _find(root, ["Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"], "Data_Entry_2017.csv",
+    labels_csv = find_file(root, ["Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"], "Data_Entry_2017.csv",
                        "chestxray14")
-    df = _read_csv(labels_csv, ["Image Index", "Finding Labels"])
+    df = read_table(labels_csv, ["Image Index", "Finding Labels"])
     classes, aliases = spec["classes"], spec.get("aliases", {})
     images = index_files(root, {".png"})
     boxes: dict[str, dict[str, Region]] = {}
     try:
-        bbox_csv = _find(root, ["BBox_List_2017.csv"], "", "chestxray14")
+        bbox_csv = find_file(root, ["BBox_List_2017.csv"], "", "chestxray14")
     except BenchmarkError:
         bbox_csv = None
     errors: list[dict] = []
@@ -104,14 +61,14 @@ def read_chestxray14(root: Path, spec: dict) -> Benchmark:
         positive = {aliases.get(t, t) for t in found}
         samples.append(Sample(name, images[name], {c: int(c in positive) for c in classes}, str(patient),
                               boxes.get(name, {})))
-    return _benchmark("chestxray14", spec, samples, errors)
+    return build_benchmark("chestxray14", spec, samples, errors)
 
 
 # ----------------------------------------------------------------------------- RSNA Pneumonia
 def read_rsna(root: Path, spec: dict) -> Benchmark:
-    labels_csv = _find(root, ["stage_2_train_labels.csv", "stage_1_train_labels.csv"], "stage_2_train_labels.csv",
+    labels_csv = find_file(root, ["stage_2_train_labels.csv", "stage_1_train_labels.csv"], "stage_2_train_labels.csv",
                        "rsna-pneumonia")
-    df = _read_csv(labels_csv, ["patientId", "x", "y", "width", "height", "Target"])
+    df = read_table(labels_csv, ["patientId", "x", "y", "width", "height", "Target"])
     images = index_files(root, {".dcm"}, key=lambda p: p.stem)
     [cls] = spec["classes"]
     by_id: dict[str, Sample] = {}
@@ -133,14 +90,14 @@ def read_rsna(root: Path, spec: dict) -> Benchmark:
                 continue
             sample.labels[cls] = 1
             sample.regions.setdefault(cls, Region()).boxes.append(box)
-    return _benchmark("rsna-pneumonia", spec, list(by_id.values()), errors)
+    return build_benchmark("rsna-pneumonia", spec, list(by_id.values()), errors)
 
 
 # ----------------------------------------------------------------------------- SIIM-ACR
 def read_siim(root: Path, spec: dict) -> Benchmark:
-    labels_csv = _find(root, ["train-rle.csv", "stage_2_train.csv", "siim-pneumothorax-train-rle.csv"],
+    labels_csv = find_file(root, ["train-rle.csv", "stage_2_train.csv", "siim-pneumothorax-train-rle.csv"],
                        "train-rle.csv", "siim-acr")
-    df = _read_csv(labels_csv, ["ImageId", "EncodedPixels"])
+    df = read_table(labels_csv, ["ImageId", "EncodedPixels"])
     images = index_files(root, {".dcm"}, key=lambda p: p.stem)
     [cls] = spec["classes"]
     by_id: dict[str, Sample] = {}
@@ -157,7 +114,7 @@ def read_siim(root: Path, spec: dict) -> Benchmark:
         if rle != "-1":
             sample.labels[cls] = 1
             sample.regions.setdefault(cls, Region()).rle.append(rle)
-    return _benchmark("siim-acr", spec, list(by_id.values()), errors)
+    return build_benchmark("siim-acr", spec, list(by_id.values()), errors)
 
 
 # ----------------------------------------------------------------------------- COVIDx CXR-2
@@ -197,7 +154,7 @@ def read_covidx(root: Path, spec: dict) -> Benchmark:
                 continue
             seen.add(filename)
             samples.append(Sample(filename, path, {cls: int(label in COVIDX_POSITIVE)}, patient))
-    return _benchmark("covidx", spec, samples, errors)
+    return build_benchmark("covidx", spec, samples, errors)
 
 
 # ----------------------------------------------------------------------------- COVID Rural
@@ -214,7 +171,7 @@ def read_covid_rural(root: Path, spec: dict) -> Benchmark:
             continue
         samples.append(Sample(img.stem, img, {cls: 1}, img.stem, {cls: Region(mask_file=masks.pop(img.stem))}))
     errors += [make_error(m, 0, stem, "mask without an image") for stem, m in masks.items()]
-    return _benchmark("covid-rural", spec, samples, errors)
+    return build_benchmark("covid-rural", spec, samples, errors)
 
 
 # ----------------------------------------------------------------------------- edema severity
@@ -224,7 +181,7 @@ def read_edema(root: Path, spec: dict, labels: Path | None = None) -> Benchmark:
         if not candidates:
             raise BenchmarkError(f"{root}: no CSV with an edema_severity column (pass --labels FILE)")
         labels = candidates[0]
-    df = _read_csv(labels, ["edema_severity"])
+    df = read_table(labels, ["edema_severity"])
     has_path = "path" in df.columns
     if not has_path and not {"subject_id", "study_id", "dicom_id"} <= set(df.columns):
         raise BenchmarkError(f"{labels}: needs a path column or subject_id, study_id, dicom_id")
@@ -249,7 +206,7 @@ def read_edema(root: Path, spec: dict, labels: Path | None = None) -> Benchmark:
             errors.append(make_error(labels, i, id_, f"image not found: {path}"))
         else:
             samples.append(Sample(id_, path, {cls: grade}, group))
-    return _benchmark("edema-severity", spec, samples, errors)
+    return build_benchmark("edema-severity", spec, samples, errors)
 
 
 # ----------------------------------------------------------------------------- synthetic world
@@ -278,4 +235,4 @@ def read_synthetic(root: Path, spec: dict) -> Benchmark:
             with np.load(masks) as f:
                 regions = {c: Region(npz=(masks, c)) for c in f.files if c in classes}
         samples.append(Sample(sid, path, labels, sid, regions))
-    return _benchmark("synthetic", spec, samples, errors)
+    return build_benchmark("synthetic", spec, samples, errors)

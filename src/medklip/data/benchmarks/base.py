@@ -71,6 +71,7 @@ class Sample:
     labels: dict[str, int]
     group: str = ""  # patient id: the split keeps a patient's images together
     regions: dict[str, Region] = field(default_factory=dict)
+    phrase: str = ""  # phrase grounding: the sentence this sample asks the model to find
 
 
 @dataclass
@@ -87,9 +88,12 @@ class Benchmark:
     grades: list[int] = field(default_factory=list)
     grade_class: str | None = None  # the label that holds the grade (grading tasks)
     segment_class: str | None = None  # the class whose masks segmentation learns
+    official_split: dict[str, str] | None = None  # the publisher's own split (id -> train/valid/test)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # named class subsets, each macro-averaged
+    excluded: dict[str, int] = field(default_factory=dict)  # rows the protocol leaves out, by reason
 
     def class_counts(self, samples: Sequence[Sample] | None = None) -> dict[str, int]:
-        """Positive images per class (images with grade > 0 for grading)."""
+        """Positive images per class (images with grade > 0 for grading; uncertain ``-1`` is not positive)."""
         rows = self.samples if samples is None else samples
         return {c: sum(1 for s in rows if s.labels.get(c, 0) > 0) for c in self.classes}
 

@@ -1,0 +1,91 @@
+"""Every fast path gives what the plain path gives: the Predictor (decoding workers, grayscale
+resized once, channels_last, inference_mode) equals the eager model on the release's own
+preprocessing within 1e-5; the ONNX export equals the model within 1e-4 under ONNX Runtime;
+the opt-in fast decoding stays close."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from medklip.cli import main
+from medklip.data.preprocess import Preprocess, PreprocessConfig
+from medklip.models.export import export_onnx, onnx_session
+from medklip.zeroshot.predict import Predictor
+from tests.conftest import make_tiny_model
+
+RELEASE = T.Compose([T.Resize([64, 64]), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(5):
+        yy, xx = np.mgrid[0:900, 0:700] / 900.0
+        smooth = 120 + 60 * np.sin(7 * yy + k) * np.cos(5 * xx) + 30 * np.sin(40 * yy)  # ribs and lungs
+        img = np.clip(smooth + rng.normal(0, 3, (900, 700)), 0, 255).astype(np.uint8)  # film grain
+        paths.append(folder / f"x{k}.png")
+        Image.fromarray(img).save(paths[-1])
+        paths.append(folder / f"x{k}.jpg")
+        Image.fromarray(img).save(paths[-1], quality=90)
+    return paths
+
+
+def test_the_predictor_equals_the_eager_model_on_the_release_pixels(images, minilm) -> None:
+    model = make_tiny_model(minilm).eval()
+    reference = make_tiny_model(minilm).eval()  # same seed: same weights, contiguous, eager
+    predictor = Predictor(model, device="cpu", preprocess="release-cxr14", workers=2)
+    names = list(model.entity_names)[:10]
+    got = np.array([[r.probabilities[n] for n in names] for r in predictor.iter_predict(images, names, batch_size=3)])
+    with torch.no_grad():
+        x = torch.stack([RELEASE(Image.open(p).convert("RGB")) for p in images])
+        want = reference(x).probs[:, :10].numpy()
+    assert np.abs(got - want).max() <= 1e-5
+
+
+def test_onnx_export_matches_the_model(tmp_path, images, minilm, tiny_model_dir) -> None:
+    model = make_tiny_model(minilm).eval()
+    path = export_onnx(model, tmp_path / "m.onnx")
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert sidecar["queries"] == model.entity_names and sidecar["patch_grid"] == [4, 4]
+    x = torch.stack([Preprocess(model.preprocess_cfg)(p) for p in images[:4]])
+    probs, heat = onnx_session(path).run(None, {"images": x.numpy()})  # batch 4: the batch axis is dynamic
+    with torch.no_grad():
+        out = model(x)
+    assert np.abs(probs - out.probs.numpy()).max() <= 1e-4
+    assert np.abs(heat - out.heatmaps.numpy()).max() <= 1e-4
+    assert main(["export", "--onnx", str(tmp_path / "cli.onnx"), "--model", str(tiny_model_dir),
+                 "--findings", "effusion,pneumonia", "--describe", "covid-19=Ground-glass opacities."]) == 0
+    assert json.loads((tmp_path / "cli.onnx.json").read_text())["queries"] == ["effusion", "pneumonia", "covid-19"]
+
+
+def test_the_opt_in_fast_decoding_stays_close(images) -> None:
+    exact = Preprocess(PreprocessConfig("release-cxr14", 64))
+    fast = Preprocess(PreprocessConfig("release-cxr14", 64, fast=True))
+    for path in images:
+        a, b = exact(path), fast(path)
+        assert a.shape == b.shape and (a - b).abs().mean() < 0.05  # normalised units
+
+
+def test_the_onnxruntime_backend_equals_torch(images, minilm) -> None:
+    names = ["effusion", "pneumonia", "covid-19"]
+    describe = {"covid-19": "Ground-glass opacities in both lower zones."}
+    torch_p = Predictor(make_tiny_model(minilm), device="cpu", preprocess="release-cxr14")
+    ort_p = Predictor(make_tiny_model(minilm), device="cpu", preprocess="release-cxr14", backend="onnxruntime")
+    torch_p._encoder = ort_p._encoder = minilm
+    # (queries attend to each other: a set with another member gives other numbers, so each set is
+    # compared with itself; the second one needs a graph of its own size)
+    for findings, extra in ((names, describe), (names[:1], {})):
+        a = torch_p.predict(images, findings, extra, batch_size=4)
+        b = ort_p.predict(images, findings, extra, batch_size=3)
+        for x, y in zip(a, b):
+            for n in findings:
+                assert abs(x.probabilities[n] - y.probabilities[n]) <= 1e-5
+                assert np.abs(x.heatmaps[n] - y.heatmaps[n]).max() <= 1e-5
+    assert sorted(ort_p.backend._sessions) == [75, 76]
