@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from medklip.knowledge import KnowledgeBase
 from tests.data.test_image_io import rg1_path
 
 pytestmark = pytest.mark.slow
@@ -85,12 +86,15 @@ def test_upload_predict_and_error_in_chromium(server, browser, tmp_path) -> None
 
     wait = WebDriverWait(browser, 90)
     browser.get(server)
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#finding-list input")) == 76)
+    total = len(KnowledgeBase.extended())  # the 76 of the base and the 181 of the packaged extension
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#finding-list input")) == total)
     browser.find_element(By.ID, "file").send_keys(rg1_path())
     search = browser.find_element(By.ID, "finding-search")
     search.send_keys("effus")
     visible = [e for e in browser.find_elements(By.CSS_SELECTOR, "#finding-list label") if e.is_displayed()]
-    assert [e.get_attribute("data-name") for e in visible] == ["effusion"]  # the search filters the list
+    shown = [e.get_attribute("data-name") for e in visible]  # the search filters the list
+    assert shown == [e.name for e in KnowledgeBase.extended().entities if "effus" in e.name.lower()]
+    assert shown[0] == "effusion" and "pericardial effusion" in shown
     browser.find_element(By.ID, "finding-effusion").click()
     search.clear()
     search.send_keys("pneumonia")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from medklip.app import PredictionService, create_app
+from medklip.knowledge import KnowledgeBase
 from medklip.zeroshot.predict import Predictor
 from tests.conftest import make_tiny_model
 from tests.data.test_image_io import rg1_path
@@ -36,7 +37,8 @@ def test_page_and_findings(client) -> None:
     assert client.get("/static/..%2Fserver.py").status_code == 404
     f = client.get("/api/findings").json()
     names = {e["name"]: e for e in f["findings"]}
-    assert len(names) == 76 and names["covid-19"]["in_model"] is False and names["effusion"]["in_model"]
+    assert len(names) == len(KnowledgeBase.extended()) == 257 and names["hiatal hernia"]["in_model"] is False
+    assert names["covid-19"]["in_model"] is False and names["effusion"]["in_model"]
     assert "effusion" in f["default"]
     assert "not for clinical decisions" in page.text
 

@@ -10,11 +10,19 @@ from medklip.cli.common import add_image_options, image_options
 
 def _list_datasets() -> int:
     from medklip.data.benchmarks import benchmark_specs
+    from medklip.data.benchmarks.padchest import protocol_classes
 
     for name, spec in benchmark_specs().items():
         split = "/".join(str(f) for f in spec["split"])
-        print(f"{name}: {spec['title']} (split {split})\n  get it: {spec['source']}\n  layout: {spec['layout']}\n"
-              f"  classes -> entities: {', '.join(f'{k}->{v}' for k, v in spec['classes'].items())}\n")
+        classes = spec["classes"] or protocol_classes(spec.get("protocol", "kad"))
+        shown = ", ".join(f"{k}->{v}" if k != v else k for k, v in list(classes.items())[:30])
+        more = f" ... ({len(classes)} in all)" if len(classes) > 30 else ""
+        print(f"{name}: {spec['title']}\n  get it: {spec['source']}\n  layout: {spec['layout']}")
+        for key in ("labels", "splits"):
+            if spec.get(key):
+                print(f"  {key}: {spec[key]}")
+        print(f"  task: {spec['task']}; seeded split fractions when the publisher has none: {split}")
+        print(f"  classes -> entities: {shown}{more}\n")
     return 0
 
 
@@ -41,9 +49,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{m['label_errors']} label rows unusable")
         for name, v in m["classification"].items():
             print(f"  {name:<28} AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  ACC {v['accuracy']:.4f}  ({v['positives']}/{v['n']})")
-        if "macro" in m and len(m["classification"]) > 1:
-            mac = m["macro"]
-            print(f"  {'macro':<28} AUC {mac['auc']:.4f}  F1 {mac['f1']:.4f}  ACC {mac['accuracy']:.4f}")
+        for key in [k for k in m if k.startswith("macro")]:
+            if len(m["classification"]) > 1:
+                mac = m[key]
+                print(f"  {key:<28} AUC {mac['auc']:.4f}  F1 {mac['f1']:.4f}  ACC {mac['accuracy']:.4f}")
         for name, v in m["grounding"].items():
             print(f"  {name:<28} pointing game {v['pointing_game']:.4f}  IoU/Dice at 0.008 {v['iou_release']:.4f}/"
                   f"{v['dice_release']:.4f}  at best t={v['best_threshold']:.2f} {v['iou_best']:.4f}/"
@@ -51,7 +60,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   f"({v['images']} images)")
         if "grounding_overall" in m and len(m["grounding"]) > 1:
             g = m["grounding_overall"]
-            print(f"  {'all grounded findings':<28} pointing game {g['pointing_game']:.4f} ({g['instances']} instances)")
+            phrase = f"  mIoU {g['miou']:.4f}  CNR {g['cnr']:.4f}" if "miou" in g else ""
+            print(f"  {'all grounded findings':<28} pointing game {g['pointing_game']:.4f}{phrase} "
+                  f"({g['instances']} instances)")
         print(f"written to {out}: metrics.json, metrics.csv, report.md, predictions.csv, errors.jsonl "
               f"(split: {m['split_file']})")
     finite = [v["auc"] for v in m["classification"].values() if not math.isnan(v["auc"])]
@@ -66,7 +77,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                                    "detection recall / precision at IoU 0.1, IoU, Dice). `--list` shows the "
                                    "datasets, where to get them and the layout each needs.")
     p.add_argument("--list", action="store_true", help="list the datasets and their layouts")
-    p.add_argument("--dataset", help="chestxray14, rsna-pneumonia, siim-acr, covidx, covid-rural, edema-severity")
+    p.add_argument("--dataset", help="chestxray14, rsna-pneumonia, siim-acr, covidx, covid-rural, edema-severity, "
+                                     "chexpert, padchest, padchest-mavl-seen, padchest-mavl-unseen, vindr-cxr, "
+                                     "ms-cxr, openi, chestxray14-expert, synthetic (--list)")
     p.add_argument("--root", help="the dataset folder")
     p.add_argument("--model", help="save_pretrained folder, official .pth, or Hub id org/name")
     p.add_argument("-o", "--output", help="run folder (default: runs/evaluate/DATASET)")

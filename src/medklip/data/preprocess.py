@@ -13,6 +13,12 @@ model with its :class:`Preprocess`. Profiles:
     ``pixel_array.astype(float) / 255``, ``skimage.exposure.equalize_hist`` (256 bins),
     ``(255 * img).astype(uint8)`` (truncation), PIL RGB, then as ``release-cxr14``. PNG / JPG
     (which the script never reads) as ``release-cxr14``.
+``release-padchest``
+    PadChest as the MedKLIP authors' follow-up code scores MedKLIP and its successors on it (KAD
+    ``A3_CLIP/dataset/test_dataset.py``, MAVL ``Zero-shot_classification/dataset/dataset.py``
+    ``Padchest_Dataset``): ``np.array(Image.open(path))`` (the 16-bit PNG values),
+    ``img / img.max() * 255`` truncated to uint8, RGB, ``Resize([224, 224])`` **bicubic**, ``ToTensor``,
+    ImageNet normalisation.
 ``medklip``
     medklip's own, for the models it trains: the file read to [0, 1] (DICOM by the standard),
     8-bit grayscale, ``Resize`` bicubic, three channels, ImageNet normalisation.
@@ -128,6 +134,15 @@ def release_rsna_image(path: Path, max_pixels: int | None) -> Image.Image:
     return Image.fromarray(release_equalize(pixels))  # "L": the release's RGB is three copies of it
 
 
+def max_scaled_image(pixels: np.ndarray) -> Image.Image:
+    """``Image.fromarray((img / img.max() * 255).astype(uint8))`` of KAD / MAVL's PadChest reader
+    (an all-black image stays black); grayscale as ``L``, colour as RGB."""
+    top = float(pixels.max()) if pixels.size else 0.0
+    scaled = (pixels / top * 255 if top > 0 else np.zeros(pixels.shape)).astype(np.uint8)
+    image = Image.fromarray(scaled)
+    return image if image.mode == "L" else image.convert("RGB")
+
+
 class Preprocess:
     """An image file -> the model's input tensor ``[3, S, S]``, by the configured profile.
 
@@ -139,9 +154,11 @@ class Preprocess:
     def __init__(self, config: PreprocessConfig) -> None:
         self.config = config
         medklip = config.profile == "medklip"
-        make = eval_transform if medklip else release_eval_transform
-        self.transform: Callable[[Image.Image], torch.Tensor] = make(config.image_size, config.mean, config.std)
-        self.resample = Image.Resampling.BICUBIC if medklip else Image.Resampling.BILINEAR
+        bicubic = medklip or config.profile == "release-padchest"
+        self.resample = Image.Resampling.BICUBIC if bicubic else Image.Resampling.BILINEAR
+        self.transform: Callable[[Image.Image], torch.Tensor] = (
+            eval_transform(config.image_size, config.mean, config.std) if medklip else
+            release_eval_transform(config.image_size, config.mean, config.std, bicubic=bicubic))
         self._mean = torch.tensor(config.mean, dtype=torch.float32)[:, None, None]
         self._std = torch.tensor(config.std, dtype=torch.float32)[:, None, None]
 
@@ -158,6 +175,9 @@ class Preprocess:
                 return release_rsna_image(path, budget)
             return to_pil(read_image(path, budget))
         img = load_raster(path, budget, draft=(self.config.image_size,) * 2 if self.config.fast else None)
+        if self.config.profile == "release-padchest":
+            with img:
+                return max_scaled_image(np.asarray(img))
         if img.mode == "L":
             return img
         with img:

@@ -55,7 +55,10 @@ def eval_transform(size: int = 224, mean: tuple[float, ...] = IMAGENET_MEAN,
 
 
 def release_eval_transform(size: int = 224, mean: tuple[float, ...] = IMAGENET_MEAN,
-                           std: tuple[float, ...] = IMAGENET_STD) -> Callable[[Image.Image], torch.Tensor]:
+                           std: tuple[float, ...] = IMAGENET_STD, bicubic: bool = False
+                           ) -> Callable[[Image.Image], torch.Tensor]:
     """The release's test transform on an RGB PIL image: ``Resize([size, size])`` with
-    torchvision's defaults (bilinear, antialias), ``ToTensor``, normalisation."""
-    return T.Compose([T.Resize([size, size]), T.ToTensor(), T.Normalize(mean, std)])
+    torchvision's defaults (bilinear, antialias; bicubic for the PadChest readers), ``ToTensor``,
+    normalisation."""
+    mode = T.InterpolationMode.BICUBIC if bicubic else T.InterpolationMode.BILINEAR
+    return T.Compose([T.Resize([size, size], interpolation=mode), T.ToTensor(), T.Normalize(mean, std)])

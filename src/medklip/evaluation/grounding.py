@@ -182,3 +182,28 @@ def detection_counts(pred: np.ndarray, truth: np.ndarray, iou_threshold: float =
                 continue
             hit[i - 1, j - 1] = iou(pi, t_lab == j) >= iou_threshold
     return DetectionCounts(int(hit.any(1).sum()), n_p, int(hit.any(0).sum()), n_t)
+
+
+PHRASE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+"""The thresholds mIoU is averaged over on MS-CXR (BioViL, Boecking et al. 2022)."""
+
+
+def mean_iou_over_thresholds(heatmap: np.ndarray, mask: np.ndarray,
+                             thresholds: Sequence[float] = PHRASE_THRESHOLDS) -> float:
+    """Phrase-grounding mIoU of one case: the patch-grid map min-max normalised, block-upsampled
+    to the mask, binarised at each threshold, IoU with the mask averaged over the thresholds."""
+    h = upsample_blocks(normalize_heatmap(heatmap), mask.shape)
+    return float(np.mean([iou(h >= t, mask) for t in thresholds]))
+
+
+def contrast_to_noise(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """BioViL's contrast-to-noise ratio of one case: ``|mean_in - mean_out| / sqrt(var_in + var_out)``
+    of the min-max normalised, block-upsampled map inside and outside the ground truth (NaN when the
+    mask is empty or full, 0 for a flat map)."""
+    h = upsample_blocks(normalize_heatmap(heatmap), mask.shape)
+    mask = np.asarray(mask, bool)
+    inside, outside = h[mask], h[~mask]
+    if not len(inside) or not len(outside):
+        return float("nan")
+    spread = np.sqrt(inside.var() + outside.var())
+    return float(abs(inside.mean() - outside.mean()) / spread) if spread > 0 else 0.0

@@ -110,3 +110,53 @@ def bootstrap_ci(metric, *arrays, n_boot: int = 1000, alpha: float = 0.05, seed:
     if not values:
         return float("nan"), float("nan")
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
+def bootstrap_counts(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` resampling counts: row ``b`` counts how often each row is drawn by the
+    ``b``-th resample of :func:`bootstrap_ci` with the same ``seed`` (the same draws, as weights)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, n), np.uint16)
+    for b in range(n_boot):
+        out[b] = np.bincount(rng.integers(0, n, n), minlength=n)
+    return out
+
+
+def bootstrap_binary_cis(y_true, y_score, counts: np.ndarray, alpha: float = 0.05,
+                         chunk: int = 64) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap CIs of AUC and of F1 / accuracy at the F1-maximising threshold, from
+    resampling ``counts`` (:func:`bootstrap_counts`): the same numbers as :func:`bootstrap_ci` of
+    :func:`roc_auc` and of :func:`best_f1`'s F1 and accuracy, with the scores sorted once and every
+    resample computed as weighted cumulative sums (hundreds of times faster on large test sets)."""
+    y, s = _check(y_true, y_score)
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order].astype(np.float64), s[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ss)) + 1]  # tie groups, highest score first
+    auc, f1, acc = [], [], []
+    for lo in range(0, counts.shape[0], chunk):
+        w = counts[lo:lo + chunk][:, order].astype(np.float64)
+        pos = np.add.reduceat(w * ys, starts, axis=1)
+        neg = np.add.reduceat(w, starts, axis=1) - pos
+        cum_p, cum_n = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+        p_tot, n_tot = cum_p[:, -1:], cum_n[:, -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc_b = (pos * (n_tot - cum_n + 0.5 * neg)).sum(1) / (p_tot[:, 0] * n_tot[:, 0])
+            predicted = cum_p + cum_n
+            precision = np.where(predicted > 0, cum_p / np.where(predicted > 0, predicted, 1), 1.0)
+            recall = np.where(p_tot > 0, cum_p / np.where(p_tot > 0, p_tot, 1), 1.0)
+            total = precision + recall
+            f1_g = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+        best = f1_g.shape[1] - 1 - np.argmax(f1_g[:, ::-1], axis=1)  # the lowest threshold among ties
+        rows = np.arange(len(best))
+        auc.append(auc_b)
+        f1.append(f1_g[rows, best])
+        acc.append((cum_p[rows, best] + n_tot[:, 0] - cum_n[rows, best]) / (p_tot[:, 0] + n_tot[:, 0]))
+
+    def interval(values: list[np.ndarray]) -> tuple[float, float]:
+        v = np.concatenate(values)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return float("nan"), float("nan")
+        return float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))
+
+    return {"auc": interval(auc), "f1": interval(f1), "accuracy": interval(acc)}

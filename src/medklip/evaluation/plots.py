@@ -55,13 +55,20 @@ def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 6))
     colors = plt.cm.tab20(np.linspace(0, 1, 20))
+    many = len(curves) > 20  # e.g. PadChest's 193 labels: every curve thin, the legend a summary
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
         style = "--" if name.startswith("covid") else "-"
-        ax.plot(fpr, tpr, style, lw=1.4, color=colors[i % 20], label=f"{name} ({auc:.3f})")
+        if many:
+            ax.plot(fpr, tpr, "-", lw=0.6, color="tab:blue", alpha=0.25)
+        else:
+            ax.plot(fpr, tpr, style, lw=1.4, color=colors[i % 20], label=f"{name} ({auc:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.set_title(title)
+    if many:
+        aucs = [c[2] for c in curves.values() if np.isfinite(c[2])]
+        ax.plot([], [], "-", color="tab:blue", label=f"{len(curves)} prompts, mean AUC {np.mean(aucs):.3f}")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = Path(path)

@@ -33,8 +33,13 @@ def write_metrics_csv(metrics: dict, path: Path) -> None:
                     if isinstance(value, (int, float)) and not key.endswith("_ci"):
                         ci = values.get(f"{key}_ci", ["", ""])
                         w.writerow([metrics["dataset"], section, prompt, key, value, *ci])
-        for key, value in metrics.get("macro", {}).items():
-            w.writerow([metrics["dataset"], "classification", "macro", key, value, "", ""])
+        for group in [k for k in metrics if k.startswith("macro")]:
+            for key, value in metrics[group].items():
+                w.writerow([metrics["dataset"], "classification", group, key, value, "", ""])
+        for key, value in metrics.get("grounding_overall", {}).items():
+            if isinstance(value, (int, float)):
+                ci = metrics["grounding_overall"].get(f"{key}_ci", ["", ""])
+                w.writerow([metrics["dataset"], "grounding", "overall", key, value, *ci])
 
 
 class PredictionsWriter:
@@ -68,10 +73,13 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
              f"Model `{info['model']}`; split **{info['split']}** of `{info['split_file']}`; "
              f"{m['images']} images scored, {m['failed_images']} unreadable, {info['label_errors']} label rows "
              "unusable (see errors.jsonl). 95% bootstrap CIs in brackets.", ""]
+    if info.get("left_out_by_protocol"):
+        lines += ["Left out by the dataset's protocol: " + "; ".join(
+            f"{count} rows: {reason}" for reason, count in info["left_out_by_protocol"].items()) + ".", ""]
     cls_rows = m["classification"]
     if cls_rows:
         by_name = [k for k in cls_rows if k.endswith("(name)")]
-        if by_name:  # an unseen disease: the paper's Table 2 layout
+        if by_name and len(bench.classes) == 1:  # one unseen disease: the paper's Table 2 layout
             lines += ["## Classification (cf. the paper's Table 2)", "",
                       markdown_table(["prompt", "AUC", "F1", "ACC"], [
                           ("direct (name)" if k.endswith("(name)") else "description",
@@ -88,6 +96,14 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
                           markdown_table(["class", "entity", "AUC", "F1", "ACC", "positives", "images"], [
                               (k, bench.classes.get(k, k), _fmt_ci(v, "auc"), _fmt_ci(v, "f1"),
                                _fmt_ci(v, "accuracy"), v["positives"], v["n"]) for k, v in cls_rows.items()]), ""]
+    summaries = [k for k in m if k.startswith("macro") and k != "macro"]
+    if summaries and cls_rows:
+        names = {"macro_seen": "seen classes (description)", "macro_unseen": "unseen classes (description)",
+                 "macro_unseen_name": "unseen classes (name only)"}
+        lines += ["### Macro averages by group", "",
+                  markdown_table(["group", "AUC", "F1", "ACC"], [
+                      (names.get(k, k.removeprefix("macro_") + " classes"), m[k]["auc"], m[k]["f1"], m[k]["accuracy"])
+                      for k in ["macro", *summaries]]), ""]
     if m.get("grading"):
         for prompt, g in m["grading"].items():
             lines += [f"## Severity grades: mean `{prompt}` probability per grade", "",
@@ -106,6 +122,14 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
                   "(best t): the paper's text, the min-max normalised map binarised at the threshold t "
                   "(0.01 steps) that maximises mean Dice. Recall / precision: connected regions at t, matched "
                   "to ground-truth regions at IoU 0.1.", ""]
+        if any("miou" in v for v in m["grounding"].values()):
+            lines += ["### Phrase grounding (cf. BioViL on MS-CXR)", "",
+                      markdown_table(["category", "pairs", "Pointing Game", "mIoU", "CNR"], [
+                          (k, v["images"], _fmt_ci(v, "pointing_game"), _fmt_ci(v, "miou"), _fmt_ci(v, "cnr"))
+                          for k, v in m["grounding"].items()]), "",
+                      "mIoU: the normalised map binarised at 0.1, 0.2, 0.3, 0.4 and 0.5, IoU with the phrase's boxes "
+                      "averaged over the thresholds; CNR: |mean inside - mean outside| / sqrt(var inside + var "
+                      "outside) of the normalised map.", ""]
         overall = m.get("grounding_overall")
         if overall and len(m["grounding"]) > 1:
             lines += [f"Over all {overall['instances']} grounded instances: pointing game "

@@ -5,22 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from medklip.data.benchmarks import Benchmark, Sample
 from medklip.evaluation.grounding import (
+    PHRASE_THRESHOLDS,
     RELEASE_THRESHOLD,
     DetectionCounts,
     best_threshold_segmentation,
+    contrast_to_noise,
     detection_counts,
     fixed_threshold_scores,
+    mean_iou_over_thresholds,
     normalize_heatmap,
     pointing_game,
     random_patch_hit_rate,
     upsample_blocks,
 )
-from medklip.evaluation.metrics import best_f1, bootstrap_ci, macro, roc_auc, roc_curve
+from medklip.evaluation.metrics import (
+    best_f1,
+    bootstrap_binary_cis,
+    bootstrap_ci,
+    bootstrap_counts,
+    macro,
+    roc_curve,
+)
 
 DESCRIPTION, NAME = "description", "name"
 
@@ -66,25 +77,22 @@ def _ci(metric, *arrays, n_boot: int, seed: int) -> list[float]:
     return list(bootstrap_ci(metric, *arrays, n_boot=n_boot, seed=seed)) if n_boot else [float("nan")] * 2
 
 
-def _f1_of(y, s) -> float:
-    return best_f1(y, s).f1
-
-
-def _acc_of(y, s) -> float:
-    return best_f1(y, s).accuracy
-
-
-def classification(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict:
-    """AUC, F1 at the F1-maximising threshold and ACC there, with bootstrap 95% CIs."""
+def classification(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int,
+                   counts: np.ndarray | None = None) -> dict:
+    """AUC, F1 at the F1-maximising threshold and ACC there, with bootstrap 95% CIs (``counts``:
+    the resampling of :func:`bootstrap_counts` for ``len(y)`` rows, shared by the classes)."""
     if len(np.unique(y)) < 2:
         return {"auc": float("nan"), "f1": float("nan"), "accuracy": float("nan"), "threshold": float("nan"),
                 "positives": int(y.sum()), "n": int(len(y)), "note": "one label value only: not defined"}
     s = best_f1(y, p)
-    return {"auc": s.auc, "f1": s.f1, "accuracy": s.accuracy, "threshold": s.threshold,
-            "positives": int(y.sum()), "n": int(len(y)),
-            "auc_ci": _ci(roc_auc, y, p, n_boot=n_boot, seed=seed),
-            "f1_ci": _ci(_f1_of, y, p, n_boot=n_boot, seed=seed),
-            "accuracy_ci": _ci(_acc_of, y, p, n_boot=n_boot, seed=seed)}
+    out: dict[str, Any] = {"auc": s.auc, "f1": s.f1, "accuracy": s.accuracy, "threshold": s.threshold,
+           "positives": int(y.sum()), "n": int(len(y))}
+    if n_boot:
+        cis = bootstrap_binary_cis(y, p, counts if counts is not None else bootstrap_counts(len(y), n_boot, seed))
+        out.update({f"{k}_ci": list(v) for k, v in cis.items()})
+    else:
+        out.update({f"{k}_ci": [float("nan")] * 2 for k in ("auc", "f1", "accuracy")})
+    return out
 
 
 def pointing_hits(cases: Sequence[GroundingCase]) -> np.ndarray:
@@ -95,6 +103,19 @@ def pointing_hits(cases: Sequence[GroundingCase]) -> np.ndarray:
 def chance_level(cases: Sequence[GroundingCase]) -> float:
     """The pointing game of a heatmap peaking on a random patch, averaged over the cases."""
     return float(np.mean([random_patch_hit_rate(c.heatmap.shape, c.mask) for c in cases]))
+
+
+def phrase_scores(cases: Sequence[GroundingCase], n_boot: int, seed: int) -> dict:
+    """MS-CXR's phrase-grounding metrics: mIoU (averaged over the thresholds
+    :data:`PHRASE_THRESHOLDS` of the normalised map) and the contrast-to-noise ratio, per case
+    averaged, with bootstrap CIs."""
+    mious = np.array([mean_iou_over_thresholds(c.heatmap, c.mask) for c in cases])
+    cnrs = np.array([contrast_to_noise(c.heatmap, c.mask) for c in cases])
+    cnrs = cnrs[np.isfinite(cnrs)]
+    return {"miou": float(mious.mean()), "miou_ci": _ci(np.mean, mious, n_boot=n_boot, seed=seed),
+            "miou_thresholds": list(PHRASE_THRESHOLDS),
+            "cnr": float(cnrs.mean()) if len(cnrs) else float("nan"),
+            "cnr_ci": _ci(np.mean, cnrs, n_boot=n_boot, seed=seed) if len(cnrs) else [float("nan")] * 2}
 
 
 def grounding(cases: Sequence[GroundingCase], n_boot: int, seed: int) -> dict:
@@ -120,6 +141,7 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
     """The metrics dictionary (metrics.json) of one run; fills ``run.curves`` for the ROC plot."""
     metrics: dict = {"dataset": bench.name, "task": bench.task, "images": len(run.samples),
                      "failed_images": len(run.failures), "classification": {}, "grounding": {}}
+    resamples: dict[int, np.ndarray] = {}  # one resampling per test-set size, shared by the classes
     for j, prompt in enumerate(run.prompts):
         values = np.array([s.labels.get(prompt.cls, 0) for s in run.samples])
         p = run.probs[:, j]
@@ -128,14 +150,19 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
                 "mean_probability_per_grade": {str(g): float(p[values == g].mean()) if (values == g).any()
                                                else float("nan") for g in bench.grades},
                 "images_per_grade": {str(g): int((values == g).sum()) for g in bench.grades}}
-        y = (values > 0).astype(int)
-        if bench.task != "ground" and len(run.samples):
-            metrics["classification"][prompt.label] = classification(y, p, n_boot, seed)
+        known = values >= 0  # -1: uncertain under the `ignore` policy, not counted for this class
+        y, p = (values[known] > 0).astype(int), p[known]
+        if bench.task not in ("ground", "phrase-ground") and len(run.samples):
+            if n_boot and len(y) not in resamples:
+                resamples[len(y)] = bootstrap_counts(len(y), n_boot, seed)
+            metrics["classification"][prompt.label] = classification(y, p, n_boot, seed, resamples.get(len(y)))
             if len(np.unique(y)) == 2:
                 fpr, tpr, _ = roc_curve(y, p)
                 run.curves[prompt.label] = (fpr, tpr, metrics["classification"][prompt.label]["auc"])
         if run.grounding.get(j):
             metrics["grounding"][prompt.label] = grounding(run.grounding[j], n_boot, seed)
+            if bench.task == "phrase-ground":
+                metrics["grounding"][prompt.label].update(phrase_scores(run.grounding[j], n_boot, seed))
     by_label = {p.label: p for p in run.prompts}
     described = {k: v for k, v in metrics["classification"].items() if by_label[k].kind == DESCRIPTION}
     if described:
@@ -144,6 +171,14 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
             part = [v for k, v in described.items() if by_label[k].seen is wanted]
             if part and len(part) < len(described):
                 metrics[f"macro_{group}"] = {m: macro(v[m] for v in part) for m in ("auc", "f1", "accuracy")}
+    named = [v for k, v in metrics["classification"].items() if by_label[k].kind == NAME]
+    if named:
+        metrics["macro_unseen_name"] = {m: macro(v[m] for v in named) for m in ("auc", "f1", "accuracy")}
+    for group, members in bench.groups.items():
+        part = [v for k, v in described.items() if by_label[k].cls in members]
+        if part:
+            metrics[f"macro_{group}"] = {m: macro(v[m] for v in part) for m in ("auc", "f1", "accuracy")}
+            metrics[f"macro_{group}"]["classes"] = len(part)
     metrics["unseen_classes"] = sorted({p.cls for p in run.prompts if not p.seen})
     pooled = [c for j, cases in run.grounding.items() if run.prompts[j].kind == DESCRIPTION for c in cases]
     if pooled:
@@ -156,4 +191,6 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
             "dice_best_macro": macro(v["dice_best"] for k, v in metrics["grounding"].items()
                                      if by_label[k].kind == DESCRIPTION),
             "instances": len(pooled)}
+        if bench.task == "phrase-ground":
+            metrics["grounding_overall"].update(phrase_scores(pooled, n_boot, seed))
     return metrics

@@ -100,11 +100,13 @@ class MedKLIP(nn.Module):
             scale_attention_init(self)
 
     # ------------------------------------------------------------------ queries
-    def _check_embeddings(self, emb: torch.Tensor, what: str) -> torch.Tensor:
+    def _check_embeddings(self, emb: torch.Tensor, what: str, per_image: bool = False) -> torch.Tensor:
         emb = torch.as_tensor(emb, dtype=torch.float32)
-        if emb.ndim != 2 or emb.shape[1] != self.config.text_dim:
+        ranks = (2, 3) if per_image else (2,)
+        if emb.ndim not in ranks or emb.shape[-1] != self.config.text_dim:
             raise ValueError(
-                f"{what} must be [N, {self.config.text_dim}] (the model's text_dim), got "
+                f"{what} must be [N, {self.config.text_dim}]{' or [B, N, ...]' if per_image else ''} "
+                "(the model's text_dim), got "
                 f"{tuple(emb.shape)}; use the text encoder the model was built with"
             )
         return emb.to(self.entity_embeddings.device)
@@ -164,7 +166,8 @@ class MedKLIP(nn.Module):
 
         Args:
             images: normalised images ``[B,3,H,W]``.
-            queries: optional entity embeddings ``[Q, text_dim]`` to use instead of the stored ones.
+            queries: optional entity embeddings ``[Q, text_dim]`` to use instead of the stored ones,
+                or ``[B, Q, text_dim]``: a query set per image (phrase grounding).
             need_attentions: return per-layer cross-attention and heatmaps; False uses the fused
                 attention kernel (faster, for training) and gives the same logits.
         """
@@ -181,9 +184,12 @@ class MedKLIP(nn.Module):
     ) -> MedKLIPOutput:
         """Fuse precomputed patch features (:meth:`encode_image`) with a query set; several
         query sets can reuse one image encoding."""
-        query_emb = self.entity_embeddings if queries is None else self._check_embeddings(queries, "queries")
+        query_emb = self.entity_embeddings if queries is None else self._check_embeddings(queries, "queries", True)
         batch = patches.shape[0]
-        q = self.query_projection(query_emb).unsqueeze(0).expand(batch, -1, -1)
+        if query_emb.ndim == 3 and query_emb.shape[0] != batch:
+            raise ValueError(f"{query_emb.shape[0]} per-image query sets for {batch} images")
+        q = self.query_projection(query_emb)
+        q = q if q.ndim == 3 else q.unsqueeze(0).expand(batch, -1, -1)
         fused, attentions = self.fusion(q, patches, need_weights=need_attentions)
         fused = self.feature_dropout(fused)
         logits = self.existence_head(fused)

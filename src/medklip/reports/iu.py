@@ -35,6 +35,7 @@ class IUReport:
     text: str
     sections: Mapping[str, str]
     mesh: tuple[str, ...]
+    images: tuple[str, ...] = ()  # the ids of the report's images (``<parentImage id>``: NLMCXR_png/<id>.png)
 
     @property
     def scored(self) -> bool:
@@ -54,7 +55,8 @@ def _report(xml: bytes) -> IUReport:
             sections[label] = text
     lines = [f"{label}: {sections[label]}" for label in sections if sections[label]]
     mesh = tuple((m.text or "").strip() for m in root.iter("major") if (m.text or "").strip())
-    return IUReport(rid, "\n".join(lines), sections, mesh)
+    images = tuple(node.get("id", "").strip() for node in root.iter("parentImage") if node.get("id", "").strip())
+    return IUReport(rid, "\n".join(lines), sections, mesh, images)
 
 
 def read_iu_reports(path: str | Path) -> Iterator[IUReport]:

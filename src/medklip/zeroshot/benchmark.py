@@ -38,6 +38,7 @@ from medklip.evaluation.scoring import (
 from medklip.progress import Progress
 from medklip.splits import SPLITS
 from medklip.zeroshot.loading import iter_batches
+from medklip.zeroshot.phrases import run_phrase_grounding
 from medklip.zeroshot.predict import Predictor
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch") -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
-    release's own test list with ``split="release"``) or reuse ``split_file``, score ``model``
+    release's own test list with ``split="release"``; the publisher's split where a dataset has one)
+    or reuse ``split_file``, score ``model``
     zero-shot on ``split`` and write the run into ``out_dir``: metrics.json, metrics.csv, report.md,
     predictions.csv, errors.jsonl, split.csv, plots."""
     out_dir = Path(out_dir)
@@ -143,8 +145,9 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         if split_file:
             assignment = read_split(split_file, bench.samples)
             split_path = Path(split_file)
-        else:
-            assignment = make_split(bench.samples, bench.split_fractions, seed)
+        else:  # the publisher's split where it has one, else the paper's seeded one
+            assignment = dict(bench.official_split) if bench.official_split is not None else make_split(
+                bench.samples, bench.split_fractions, seed)
             split_path = write_split(assignment, out_dir / "split.csv")
         samples = bench.subset(split, assignment)
     if not samples:
@@ -161,14 +164,21 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
     started = time.perf_counter()
     bar = Progress(len(samples), f"evaluate {dataset}", unit="img", enabled=progress)
     try:
-        run = run_benchmark(predictor, bench, samples, out_dir, assignment, describe, by_name, batch_size, n_boot,
-                            seed, n_overlays, bar)
+        if bench.task == "phrase-ground":
+            run = run_phrase_grounding(predictor, bench, samples, out_dir, assignment, batch_size, n_boot, seed,
+                                       n_overlays, bar)
+        else:
+            run = run_benchmark(predictor, bench, samples, out_dir, assignment, describe, by_name, batch_size,
+                                n_boot, seed, n_overlays, bar)
     finally:
         bar.close()
     sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
     info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
             "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,
             "preprocess": predictor.preprocess.config.profile, "label_errors": len(bench.errors),
+            "split_source": "split file" if split_file else "release list" if split == "release" else
+            "publisher" if bench.official_split is not None else f"seeded ({seed})",
+            "left_out_by_protocol": bench.excluded,
             "class_counts": bench.class_counts(samples), "prompts": {p.label: p.key for p in run.prompts},
             "seconds": round(time.perf_counter() - started, 2)}
     return write_run(bench, run, out_dir, info)

@@ -145,7 +145,7 @@ class Predictor:
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
                  backend: str = "torch") -> None:
-        self.knowledge = knowledge or KnowledgeBase.default()
+        self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
         self.model, self.preprocess = create_model(model, text_encoder=text_encoder, device=device,

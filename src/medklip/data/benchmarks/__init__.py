@@ -1,4 +1,6 @@
-"""The paper's evaluation datasets, read from their published layouts (see ``benchmarks.yaml``)."""
+"""Evaluation datasets, read from their published layouts (see ``benchmarks.yaml``): the paper's six,
+and CheXpert, PadChest (KAD / MAVL protocols), VinDr-CXR, MS-CXR, Open-I and the ChestX-ray14 expert
+labels."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,6 +27,12 @@ from medklip.data.benchmarks.base import (
     read_split,
     write_split,
 )
+from medklip.data.benchmarks.chexpert import read_chexpert
+from medklip.data.benchmarks.nih_expert import read_nih_expert
+from medklip.data.benchmarks.openi import read_openi
+from medklip.data.benchmarks.padchest import read_padchest
+from medklip.data.benchmarks.phrases import read_ms_cxr
+from medklip.data.benchmarks.vindr import read_vindr
 from medklip.splits import SPLITS
 
 READERS: dict[str, Callable[..., Benchmark]] = {
@@ -34,6 +42,14 @@ READERS: dict[str, Callable[..., Benchmark]] = {
     "covidx": read_covidx,
     "covid-rural": read_covid_rural,
     "edema-severity": read_edema,
+    "chexpert": read_chexpert,
+    "padchest": read_padchest,
+    "padchest-mavl-seen": read_padchest,
+    "padchest-mavl-unseen": read_padchest,
+    "vindr-cxr": read_vindr,
+    "ms-cxr": read_ms_cxr,
+    "openi": read_openi,
+    "chestxray14-expert": read_nih_expert,
     "synthetic": read_synthetic,
 }
 
@@ -67,7 +83,7 @@ def load_benchmark(name: str, root: str | Path, mapping: str | Path | None = Non
         raise BenchmarkError(f"{root}: dataset folder not found")
     if name == "edema-severity":
         return read_edema(root, specs[name], Path(labels) if labels else None)
-    return READERS[name](root, specs[name])
+    return READERS[name](root, {**specs[name], "name": name})
 
 
 __all__ = ["READERS", "SPLITS", "Benchmark", "BenchmarkError", "Region", "Sample", "benchmark_specs",

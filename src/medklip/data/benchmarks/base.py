@@ -46,12 +46,18 @@ class Region:
     rle: list[str] = field(default_factory=list)
     mask_file: Path | None = None
     npz: tuple[Path, str] | None = None  # (file, key): a mask array in an .npz (the synthetic world)
+    frame: tuple[int, int] | None = None  # (height, width) the boxes are given in, when it may differ
+    # from the image file's (a downsampled copy of MS-CXR's MIMIC-CXR images); boxes are scaled to it
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Boolean mask of ``shape`` (the original image's ``(height, width)``)."""
         out = np.zeros(shape, bool)
         if self.boxes:
-            out |= boxes_to_mask(self.boxes, shape)
+            boxes = self.boxes
+            if self.frame is not None and tuple(self.frame) != tuple(shape):
+                sy, sx = shape[0] / self.frame[0], shape[1] / self.frame[1]
+                boxes = [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in boxes]
+            out |= boxes_to_mask(boxes, shape)
         for rle in self.rle:
             out |= rle_to_mask(rle, shape)
         if self.mask_file is not None:
