@@ -146,3 +146,34 @@ def test_config_files_and_overrides(tmp_path) -> None:
     bad.write_text("optim: [1, 2\n")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_config(PretrainConfig, bad)
+
+
+def test_description_variants_train_resume_and_travel_with_the_model(tmp_path) -> None:
+    """The world's aspect descriptions: one drawn per entity and step (exactly resumable), the first
+    saved as the query, covid-19's saved with the model and used by zero-shot prediction."""
+    from medklip.knowledge import read_description_variants, resolve_descriptions
+    from medklip.models import MedKLIP
+    from medklip.zeroshot.predict import Predictor
+
+    extra = ("text.knowledge=synthetic-world", "text.description_variants=true", "model.feature_stride=8")
+    straight = pretrain(tiny(tmp_path, "a", "run.max_steps=6", *extra), progress=False)
+    first = pretrain(tiny(tmp_path, "b", "run.max_steps=3", *extra), progress=False)
+    second = pretrain(tiny(tmp_path, "b", "run.max_steps=6", *extra), resume=tmp_path / "b", progress=False)
+    assert straight.losses[3:] == pytest.approx(second.losses, abs=1e-5) and len(first.losses) == 3
+    plain = pretrain(tiny(tmp_path, "c", "run.max_steps=6", "model.feature_stride=8"), progress=False)
+    assert plain.losses != pytest.approx(straight.losses, abs=1e-4)  # the drawn descriptions change training
+    variants = read_description_variants(resolve_descriptions("synthetic-world"))
+    model = MedKLIP.from_pretrained(straight.last_model)
+    assert model.config.feature_stride == 8 and model.config.patch_grid == (8, 8)
+    assert model.entity_texts[model.query_index("effusion")] == variants["effusion"][0]
+    assert model.descriptions == {"covid-19": variants["covid-19"][0]}
+    predictor = Predictor(straight.last_model)
+    assert predictor.knowledge.description("covid-19") == variants["covid-19"][0]
+
+
+def test_position_loss_weight_zero_trains_existence_only(tmp_path) -> None:
+    run = pretrain(tiny(tmp_path, "p", "run.max_steps=2", "optim.position_loss_weight=0"), progress=False)
+    with (run.output / "train_log.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["loss"]]
+    assert all(float(r["loss"]) == pytest.approx(float(r["existence"]), rel=1e-5) for r in rows)
+    assert any(float(r["position"]) > 0 for r in rows)  # still measured, not trained on

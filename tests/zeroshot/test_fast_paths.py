@@ -89,3 +89,22 @@ def test_the_onnxruntime_backend_equals_torch(images, minilm) -> None:
                 assert abs(x.probabilities[n] - y.probabilities[n]) <= 1e-5
                 assert np.abs(x.heatmaps[n] - y.heatmaps[n]).max() <= 1e-5
     assert sorted(ort_p.backend._sessions) == [75, 76]
+
+
+def test_cli_fast_flag_is_opt_in_and_close(tiny_model_dir, tmp_path, capsys) -> None:
+    """`--fast` switches to the opt-in fast decoding (probabilities close); without it the
+    preprocessing is the exact one."""
+    image = tmp_path / "x.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((900, 700)) * 255).astype(np.uint8)).save(image, quality=90)
+    probs = {}
+    for flag in ([], ["--fast"]):
+        capsys.readouterr()
+        assert main(["predict", str(image), "--model", str(tiny_model_dir), "--findings", "effusion",
+                     "--format", "json", "--workers", "0", *flag]) == 0
+        out = json.loads(capsys.readouterr().out)
+        row = out[0] if isinstance(out, list) else out
+        probs[bool(flag)] = float(row["probabilities"]["effusion"])
+    assert abs(probs[True] - probs[False]) < 1e-2
+    assert not Predictor(tiny_model_dir).preprocess.config.fast
+    assert Predictor(tiny_model_dir, fast=True).preprocess.config.fast

@@ -47,6 +47,9 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the model in PyTorch (default) or ONNX Runtime (CPU, about 1.5x faster; needs "
                         "medklip[export])")
+    p.add_argument("--fast", action="store_true",
+                   help="opt-in faster decoding (JPEGs at a reduced scale, fewer resampling passes): "
+                        "probabilities change by up to ~1e-3; the default reproduces the release exactly")
 
 
 def image_options(args: argparse.Namespace) -> dict:
@@ -54,4 +57,5 @@ def image_options(args: argparse.Namespace) -> dict:
     from medklip.zeroshot.predict import default_workers
 
     return {"preprocess": args.preprocess, "workers": default_workers() if args.workers is None else args.workers,
-            "max_pixels": "model" if args.max_pixels is None else args.max_pixels, "backend": args.backend}
+            "max_pixels": "model" if args.max_pixels is None else args.max_pixels, "backend": args.backend,
+            "fast": args.fast}

@@ -6,7 +6,9 @@ from medklip.knowledge.base import (
     close_names_hint,
     normalize_name,
     parse_describe_args,
+    read_description_variants,
     read_descriptions,
+    resolve_descriptions,
 )
 
 __all__ = [
@@ -16,5 +18,7 @@ __all__ = [
     "close_names_hint",
     "normalize_name",
     "parse_describe_args",
+    "read_description_variants",
     "read_descriptions",
+    "resolve_descriptions",
 ]

@@ -225,6 +225,21 @@ class KnowledgeBase:
         }
 
 
+def packaged_descriptions(name: str) -> Path:
+    """The path of a description file shipped with medklip (``chest-findings``, ``synthetic-world``)."""
+    path = Path(str(resources.files("medklip.knowledge").joinpath(f"data/{name.replace('-', '_')}.yaml")))
+    if not path.is_file():
+        raise KnowledgeBaseFileError(f"no packaged description file {name!r}; use chest-findings, synthetic-world "
+                                     "or a path")
+    return path
+
+
+def resolve_descriptions(name_or_path: str) -> Path:
+    """A description file: an existing path, else a packaged name."""
+    path = Path(name_or_path)
+    return path if path.suffix and path.exists() else packaged_descriptions(name_or_path)
+
+
 def extension_descriptions() -> dict[str, str]:
     """The packaged extension: finding name -> description (see :meth:`KnowledgeBase.extended`)."""
     text = resources.files("medklip.knowledge").joinpath(EXTENSION_FILE).read_text(encoding="utf-8")
@@ -268,11 +283,39 @@ def read_descriptions(path: str | Path) -> dict[str, str]:
     )
 
 
+def _first(value: object, name: object, source: str) -> str:
+    """A description, or the first of a list of variants."""
+    if isinstance(value, list):
+        if not value:
+            raise KnowledgeBaseFileError(f"{source}: {name!r} has an empty list of descriptions")
+        return str(value[0])
+    return str(value)
+
+
+def read_description_variants(path: str | Path) -> dict[str, list[str]]:
+    """Every description of every entity in a JSON / YAML file whose values may be lists of
+    variants (``{name: [text, text, ...]}``, or under ``descriptions``); a single text is a list
+    of one."""
+    path = Path(path)
+    obj = _read_structured(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("descriptions"), Mapping):
+        obj = obj["descriptions"]
+    if not isinstance(obj, Mapping):
+        raise KnowledgeBaseFileError(f"{path}: expected a mapping name -> description or list of descriptions")
+    out: dict[str, list[str]] = {}
+    for name, value in obj.items():
+        texts = [str(v).strip() for v in (value if isinstance(value, list) else [value])]
+        if not texts or not all(texts):
+            raise KnowledgeBaseFileError(f"{path}: {name!r} needs non-empty descriptions")
+        out[str(name)] = texts
+    return out
+
+
 def _descriptions_from_obj(obj: object, source: str, first_row: int = 1) -> dict[str, str]:
     if isinstance(obj, Mapping) and isinstance(obj.get("descriptions"), (Mapping, list)):
         obj = obj["descriptions"]  # the extension layout: {format, descriptions: {name: text}}
     if isinstance(obj, Mapping):
-        return {str(k): str(v) for k, v in obj.items()}
+        return {str(k): _first(v, k, source) for k, v in obj.items()}
     if isinstance(obj, list):
         out: dict[str, str] = {}
         for i, row in enumerate(obj, start=first_row):

@@ -8,6 +8,7 @@ from typing import Any
 BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024}
 """Channels after ``layer3`` of each supported torchvision ResNet."""
 INITS = ("release", "scaled-attention")
+FEATURE_STRIDES = (16, 8)
 
 
 @dataclass
@@ -30,6 +31,10 @@ class MedKLIPConfig:
     ``scaled-attention``: the same, except the attention query / key projections N(0, 0.1) and the
     patch MLP PyTorch's default (Kaiming-uniform), so that the cross-attention logits start large
     enough for each entity to pool its own patches; a short CPU run learns much faster (README)."""
+    feature_stride: int = 16
+    """Pixels per patch. 16: the release (the trunk's ``layer3`` downsamples, 14 x 14 patches at
+    224 px). 8: ``layer3`` keeps the resolution of ``layer2`` (same weights, a grid twice as fine:
+    12 x 12 at 96 px), for small images where 16-pixel patches are too coarse to ground."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_CHANNELS:
@@ -40,6 +45,8 @@ class MedKLIPConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.feature_stride not in FEATURE_STRIDES:
+            raise ValueError(f"feature_stride must be one of {FEATURE_STRIDES}, got {self.feature_stride}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
 
@@ -49,11 +56,11 @@ class MedKLIPConfig:
 
     @property
     def patch_grid(self) -> tuple[int, int]:
-        """Patch grid for a square ``image_size`` input (stride 16 after ``layer3``)."""
+        """Patch grid for a square ``image_size`` input (stride 16 after ``layer3``, or 8)."""
         n = self.image_size
         n = (n + 2 * 3 - 7) // 2 + 1  # conv1, stride 2
         n = (n + 2 * 1 - 3) // 2 + 1  # max-pool, stride 2
-        for _ in range(2):  # layer2, layer3: 3x3 (or 1x1) conv with stride 2, padding 1
+        for _ in range(2 if self.feature_stride == 16 else 1):  # layer2 (, layer3): 3x3 conv, stride 2, padding 1
             n = (n + 2 * 1 - 3) // 2 + 1
         return n, n
 

@@ -15,9 +15,10 @@ logger = logging.getLogger(__name__)
 
 
 class ResNetTrunk(nn.Module):
-    """``conv1 .. layer3`` of a torchvision ResNet (stride 16)."""
+    """``conv1 .. layer3`` of a torchvision ResNet (stride 16; with ``stride=8`` the first block of
+    ``layer3`` convolves with stride 1, the same weights on a grid twice as fine)."""
 
-    def __init__(self, name: str, weights_path: str | None = None) -> None:
+    def __init__(self, name: str, weights_path: str | None = None, stride: int = 16) -> None:
         super().__init__()
         resnet = getattr(models, name)(weights=None)
         if weights_path:
@@ -29,6 +30,10 @@ class ResNetTrunk(nn.Module):
             logger.info("backbone %s initialised from %s", name, weights_path)
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+        if stride == 8:
+            first = self.layer3[0]
+            for conv in (first.conv2 if hasattr(first, "conv3") else first.conv1, first.downsample[0]):
+                conv.stride = (1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -41,7 +46,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: MedKLIPConfig) -> None:
         super().__init__()
         channels = config.backbone_channels
-        self.backbone = ResNetTrunk(config.backbone, config.backbone_weights)
+        self.backbone = ResNetTrunk(config.backbone, config.backbone_weights, config.feature_stride)
         self.patch_fc1 = nn.Linear(channels, channels)
         self.patch_fc2 = nn.Linear(channels, config.d_model)
 

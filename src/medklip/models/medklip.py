@@ -95,6 +95,10 @@ class MedKLIP(nn.Module):
         """How an image file becomes this model's input (saved in ``config.json``)."""
         self.training_info: dict | None = None
         """What the model was trained on: ``data``, ``description``, ``config``, ``metrics``."""
+        self.descriptions: dict[str, str] = {}
+        """Descriptions of findings outside the queries that come with the model (those of the
+        knowledge base it was trained with, e.g. the synthetic world's covid-19); zero-shot
+        prediction prefers them to the packaged knowledge base's."""
         self.apply(init_weights)
         if config.init == "scaled-attention":
             scale_attention_init(self)

@@ -64,6 +64,7 @@ def save_pretrained(model: MedKLIP, directory: str | Path) -> Path:
     texts = {
         "entities": [{"name": n, "text": t} for n, t in zip(model.entity_names, model.entity_texts)],
         "positions": [{"name": n, "text": t} for n, t in zip(model.position_names, model.position_texts)],
+        "descriptions": dict(model.descriptions),
     }
     atomic_write_text(directory / "texts.json", json.dumps(texts, indent=1, ensure_ascii=False))
     config: dict[str, Any] = {
@@ -144,6 +145,7 @@ def load_pretrained(cls: type[MedKLIP], directory: str | Path, map_location: str
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory}: inconsistent model folder ({exc})") from exc
+    model.descriptions = {str(k): str(v) for k, v in (texts.get("descriptions") or {}).items()}
     model.text_encoder_info = config.get("text_encoder")
     model.training_info = config.get("training")
     if config.get("preprocess") is not None:  # folders written before profiles existed: medklip's own

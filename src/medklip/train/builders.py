@@ -14,7 +14,7 @@ from medklip.data.pretrain import PretrainDataset
 from medklip.data.synthetic.world import WORLD_VERSION
 from medklip.data.transforms import eval_transform, train_transform
 from medklip.errors import ConfigError
-from medklip.knowledge import KnowledgeBase
+from medklip.knowledge import KnowledgeBase, read_description_variants, resolve_descriptions
 from medklip.models import MedKLIP
 from medklip.reports import ReportFilter
 from medklip.train.config import PretrainConfig
@@ -83,6 +83,45 @@ def build_datasets(config: PretrainConfig, rows: dict[str, list[ManifestRow]], k
         val = PretrainDataset(rows["validation"], entity_names, kb.positions, eval_transform(size),
                               seed=config.run.seed + 1, report_filter=rf, image_cache=cache)
     return train, val
+
+
+def knowledge_base(config: PretrainConfig) -> KnowledgeBase:
+    """The packaged knowledge base, with ``text.knowledge``'s descriptions (first variants)."""
+    return KnowledgeBase.load(resolve_descriptions(config.text.knowledge)) if config.text.knowledge else \
+        KnowledgeBase.default()
+
+
+def model_descriptions(config: PretrainConfig, kb: KnowledgeBase) -> dict[str, str]:
+    """The descriptions ``text.knowledge`` gives for entities outside the queries (saved with the model)."""
+    if not config.text.knowledge:
+        return {}
+    named = set(read_description_variants(resolve_descriptions(config.text.knowledge)))
+    return {e.name: e.description for e in kb.entities if not e.pretraining and e.name in named}
+
+
+def variant_bank(config: PretrainConfig, model: MedKLIP) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(bank [E, K, text_dim], counts [E])``: every description of each query entity (the first
+    is its query), for drawing one per step; None without ``text.description_variants``."""
+    if not config.text.description_variants:
+        return None
+    from medklip.text import TextEncoder
+
+    assert config.text.knowledge is not None  # the config checks it
+    variants = read_description_variants(resolve_descriptions(config.text.knowledge))
+    texts = [variants.get(name, [text]) for name, text in zip(model.entity_names, model.entity_texts)]
+    encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
+                          cache_dir=config.text.cache_dir)
+    flat = encoder.encode([t for group in texts for t in group]).float()
+    width = max(len(group) for group in texts)
+    bank = torch.empty(len(texts), width, flat.shape[1])
+    start = 0
+    for i, group in enumerate(texts):
+        rows = flat[start:start + len(group)]
+        bank[i] = torch.cat([rows, rows[:1].expand(width - len(group), -1)])
+        start += len(group)
+    logger.info("description variants: %d entities with several descriptions (up to %d)",
+                sum(len(g) > 1 for g in texts), width)
+    return bank, torch.tensor([len(g) for g in texts])
 
 
 def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:

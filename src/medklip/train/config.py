@@ -44,6 +44,8 @@ class OptimConfig:
     """Global batch (summed over processes, before gradient accumulation)."""
     grad_accum: int = 1
     clip_grad: float | None = None
+    position_loss_weight: float = 1.0
+    """Weight of the position contrastive loss (the paper: 1; 0 is its ablation)."""
     amp: str = "auto"
     """"auto": bf16 autocast on a GPU that supports it, fp32 otherwise; "bf16"; "none"."""
 
@@ -54,6 +56,7 @@ class OptimConfig:
                 "optim.epochs, optim.batch_size and optim.grad_accum must be >= 1")
         require(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
         require(self.clip_grad is None or self.clip_grad > 0, "optim.clip_grad must be positive (or null)")
+        require(self.position_loss_weight >= 0, "optim.position_loss_weight must be >= 0")
         check_amp(self.amp)
 
 
@@ -64,9 +67,17 @@ class TextConfig:
     pooling: str = "cls"
     max_length: int = 64
     cache_dir: str | None = None
+    knowledge: str | None = None
+    """Descriptions replacing or adding to the packaged knowledge base's (a file, or a packaged
+    name: ``synthetic-world``); those of entities outside the queries are saved with the model."""
+    description_variants: bool = False
+    """Where the descriptions file lists several descriptions of an entity, draw one per entity
+    and step (the first is the saved query); ``text.knowledge`` must be set."""
 
     def __post_init__(self) -> None:
         require(self.pooling in POOLINGS, f"text.pooling must be one of {', '.join(POOLINGS)}")
+        require(not self.description_variants or bool(self.knowledge),
+                "text.description_variants needs text.knowledge (a file with several descriptions per entity)")
         require(self.max_length >= 8, "text.max_length must be >= 8")
 
 

@@ -15,7 +15,6 @@ import torch
 from medklip.config_utils import save_config, to_dict
 from medklip.data.pretrain import collate_pretrain
 from medklip.errors import ConfigError, ImageReadError
-from medklip.knowledge import KnowledgeBase
 from medklip.models import MedKLIP, MedKLIPCriterion, pair_counts
 from medklip.progress import Progress
 from medklip.train import builders
@@ -64,13 +63,16 @@ class Pretrainer:
         cfg = self.config
         self.engine = engine = Engine(cfg.run.device, cfg.optim.amp, cfg.run.output)
         self.env, self.device, self.out = engine.env, engine.device, engine.output
-        self.kb = KnowledgeBase.default()
+        self.kb = builders.knowledge_base(cfg)
         rows, self.rows_left_out = builders.manifest_rows(cfg, self.out, engine.is_main,
                                                           self.progress and engine.is_main)
         self.unreadable = 0
         model = builders.build_model(cfg, self.kb)
+        model.descriptions = builders.model_descriptions(cfg, self.kb)
+        bank = builders.variant_bank(cfg, model)
+        self.variants = None if bank is None else (bank[0].to(self.device), bank[1].to(self.device))
         cfg.model = model.config  # text_dim comes from the text encoder (our copy of the config)
-        self.criterion = MedKLIPCriterion()
+        self.criterion = MedKLIPCriterion(position_weight=cfg.optim.position_loss_weight)
         model.training_info = builders.training_record(cfg)
         if engine.is_main:
             save_config(cfg, self.out / "config.yaml")
@@ -116,6 +118,14 @@ class Pretrainer:
             raise ImageReadError(f"no image of a batch could be read (first: {failures[0][1]}); see "
                                  f"{self.out / builders.MANIFEST_ERRORS}")
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _queries(self) -> torch.Tensor | None:
+        """One description per entity, drawn for this step (``text.description_variants``)."""
+        if self.variants is None:
+            return None
+        bank, counts = self.variants
+        pick = (torch.rand(len(counts), device=bank.device) * counts).long()
+        return bank[torch.arange(len(counts), device=bank.device), pick]
 
     # ------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -189,7 +199,7 @@ class Pretrainer:
                     batch = self._batch(batch)
                     images = batch["image"].contiguous(memory_format=torch.channels_last)
                     with self.engine.autocast():
-                        out = self.ddp(images, need_attentions=False)
+                        out = self.ddp(images, self._queries(), need_attentions=False)
                     loss, ce, cl = global_loss(self.criterion, self.medklip, out, batch, self.env.world_size)
                     (loss / o.grad_accum).backward()
                     running += torch.stack([loss.detach() / self.env.world_size, ce, cl]) / o.grad_accum

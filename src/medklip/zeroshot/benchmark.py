@@ -125,7 +125,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      describe: Mapping[str, str] | None = None, by_name: bool = True, batch_size: int = 16,
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
-                     workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch") -> dict:
+                     workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
+                     fast: bool = False) -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
@@ -154,7 +155,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
-        workers=workers, backend=backend)
+        workers=workers, backend=backend, fast=fast)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:

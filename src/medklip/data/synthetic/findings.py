@@ -15,6 +15,8 @@ from medklip.data.synthetic.anatomy import Canvas, Patient, smooth_noise, soft
 ZONE_Y = {"upper": (0.24, 0.38), "mid": (0.38, 0.52), "lower": (0.52, 0.66)}
 LUNG_X = {"right": 0.31, "left": 0.69}
 SIZES = ("small", "moderate", "large")
+BILATERAL_OPACITY = 0.35
+"""Share of ``opacity`` findings drawn in both lungs."""
 
 
 @dataclass
@@ -81,8 +83,17 @@ def _airspace(kind: str, contrast: float, canvas: Canvas, layers: dict, density:
     zone = rng.choice(zones)
     cx, cy = _zone_center(side, zone, rng)
     lung = _lung_mask(layers, side)
-    if kind == "opacity":  # faint hazy patch
+    extra: list[str] = []
+    if kind == "opacity":  # faint hazy patch, in both lungs in a third of the cases (as real opacities often are)
         region = _blob(canvas, cx, cy, rng.uniform(0.07, 0.1), rng.uniform(0.06, 0.08), rng, 0.5) * lung
+        if rng.random() < BILATERAL_OPACITY:
+            other = "left" if side == "right" else "right"
+            zone2 = str(rng.choice(zones))
+            ox, oy = _zone_center(other, zone2, rng)
+            second = _blob(canvas, ox, oy, rng.uniform(0.07, 0.1), rng.uniform(0.06, 0.08), rng, 0.5)
+            region = np.maximum(region, second * _lung_mask(layers, other))
+            extra = [f"{side}_{zone}_lung", f"{other}_{zone2}_lung"]
+            side = "both"
         density += contrast * region * (0.7 + 0.3 * smooth_noise(rng, canvas.size, 8))
     elif kind == "consolidation":  # dense, homogeneous, with air bronchograms
         region = _blob(canvas, cx, cy, rng.uniform(0.06, 0.08), rng.uniform(0.05, 0.07), rng, 0.15) * lung
@@ -98,6 +109,8 @@ def _airspace(kind: str, contrast: float, canvas: Canvas, layers: dict, density:
             region = np.maximum(region, _blob(canvas, bx, by, rng.uniform(0.02, 0.035), rng.uniform(0.02, 0.03), rng, 0.3))
         region *= lung
         density += contrast * region
+    if side == "both":  # a bilateral opacity: each side's zone
+        return Finding(kind, side=side, zone=zone, positions=extra, mask=region > 0.35)
     lobe = {("right", "upper"): "upper_right_lobe", ("right", "mid"): "middle_right_lobe",
             ("right", "lower"): "lower_right_lobe", ("left", "upper"): "upper_left_lobe",
             ("left", "mid"): "upper_left_lobe", ("left", "lower"): "lower_left_lobe"}[(side, zone)]

@@ -37,6 +37,9 @@ def noun_phrase(f: Finding, rng: np.random.Generator) -> str:
     if k == "effusion":
         return _pick(rng, [f"{f.size} {f.side} pleural effusion", f"{f.size} {f.side}-sided pleural effusion",
                            f"{f.size} {f.side} effusion with blunting of the {f.side} costophrenic angle"])
+    if k == "opacity" and f.side == "both":
+        return _pick(rng, ["bilateral hazy opacities", "patchy hazy opacities in both lungs",
+                           "faint bilateral airspace opacities"])
     if k == "opacity":
         return _pick(rng, [f"hazy opacity in the {_where(f, rng)}", f"ill-defined {_where(f, rng)} opacity",
                            f"faint airspace opacity in the {_where(f, rng)}"])

@@ -32,7 +32,7 @@ from medklip.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 EVAL_ENTITY = {
     "effusion": "effusion", "opacity": "opacity", "consolidation": "consolidation", "pneumonia": "pneumonia",
     "atelectasis": "atelectasis", "pneumothorax": "pneumothorax", "cardiomegaly": "cardiomegaly",
