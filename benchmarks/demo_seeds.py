@@ -38,12 +38,17 @@ def summarize(rows: dict[int, dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default="runs/demo-seeds")
+    p.add_argument("--out", default="runs/demo-seeds", help="seeds already finished there are read, not rerun")
     p.add_argument("--quick", action="store_true", help="the quick profile instead of the default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     args = p.parse_args()
     rows: dict[int, dict] = {}
     for seed in args.seeds:
+        done = Path(args.out) / f"seed{seed}" / "summary.json"
+        if done.is_file():  # a finished seed of an interrupted run: its numbers, not a rerun
+            saved = json.loads(done.read_text())
+            rows[seed] = {**saved, "minutes": saved["seconds"]["total"] / 60}
+            continue
         start = time.perf_counter()
         result = run_demo(Path(args.out) / f"seed{seed}", quick=args.quick, progress=False,
                           overrides=(f"data.world.seed={seed}", f"run.seed={seed}", *args.set))

@@ -26,8 +26,10 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     assert "covid-19" not in summary["per_finding_auc"] and len(summary["per_finding_auc"]) == 15
     # well above chance (the bar): a broken trainer, loss, filter or data path fails here
     assert summary["seen_macro_auc"] >= 0.75, summary["per_finding_auc"]
-    # grounding by the release's rule: above a heatmap peaking on a random patch
-    assert summary["pointing_game"] > summary["pointing_game_chance"], summary
+    # grounding by the release's rule, against a heatmap peaking on a random patch: 2.3x here
+    # (seed 0; seeds 1 and 2 of the quick profile give 1.9x and 1.3x, README), so 1.5x is the bar
+    # that a float difference between machines does not cross but a model that stopped grounding does
+    assert summary["pointing_game"] >= 1.5 * summary["pointing_game_chance"], summary
     with (tmp_path / "demo" / "pretrain" / "train_log.csv").open() as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
     assert losses[-1] < 0.5 * losses[0], losses

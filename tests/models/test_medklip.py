@@ -154,6 +154,33 @@ def test_scaled_attention_initialisation_gives_each_entity_its_own_pooling() -> 
         MedKLIPConfig(init="xavier")
 
 
+def test_null_key_gives_queries_somewhere_else_to_attend(tmp_path) -> None:
+    """``null_key``: one learned key / value beside the patches; heatmaps are the patches' share
+    (rows sum to less than 1), the fused kernel gives the same logits, and the option is saved."""
+    model = small_model(null_key=True).eval()
+    attn = model.fusion.layers[0].cross_attn
+    assert attn.bias_k is not None and attn.bias_k.shape == (1, 1, SMALL["d_model"])
+    assert small_model().fusion.layers[0].cross_attn.bias_k is None  # the release: no null key
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(images)
+        fused = model(images, need_attentions=False)
+        attn.bias_v.add_(1.0)  # the null value takes part in every query's output ...
+        moved = model(images)
+    h, w = model.config.patch_grid
+    assert out.heatmaps.shape == (2, 5, h, w)
+    total = out.heatmaps.sum((-1, -2))
+    assert bool((total < 1).all()) and bool((total > 0).all())
+    torch.testing.assert_close(fused.logits, out.logits)
+    assert (moved.logits - out.logits).abs().max().item() > 1e-4
+    torch.testing.assert_close(moved.heatmaps, out.heatmaps)  # ... and not in where the patches' share goes
+    model.save_pretrained(tmp_path / "m")
+    loaded = MedKLIP.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.null_key
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).logits, moved.logits)
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="backbone"):
         MedKLIPConfig(backbone="vgg16")

@@ -36,6 +36,12 @@ class MedKLIPConfig:
     224 px). 8: ``layer3`` keeps the resolution of ``layer2`` (same weights, a grid twice as fine:
     12 x 12 at 96 px), for small images where 16-pixel patches are too coarse to ground."""
 
+    null_key: bool = False
+    """Give the cross-attention one learned key / value besides the patches (False: the release).
+    A query with nothing to find in the image can attend there instead of to an arbitrary patch,
+    which otherwise becomes a sink that many queries' heatmaps peak on; heatmaps show the patches'
+    share only."""
+
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_CHANNELS:
             raise ValueError(

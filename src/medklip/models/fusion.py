@@ -2,6 +2,9 @@
 
 No positional encodings, as the release. Each layer can return its cross-attention averaged
 over heads (for grounding) or skip it and use PyTorch's fused attention kernel (training).
+With ``null_key`` the cross-attention has one more, learned key / value (PyTorch's
+``add_bias_kv``) that a query can attend to instead of a patch; the returned attention is the
+patches' part only (not the release's architecture; an option for models medklip trains).
 """
 from __future__ import annotations
 
@@ -13,10 +16,13 @@ from torch.nn import functional as F
 class FusionLayer(nn.Module):
     """LayerNorm -> self-attention -> LayerNorm -> cross-attention -> LayerNorm -> FFN, residuals."""
 
-    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float) -> None:
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float,
+                 null_key: bool = False) -> None:
         super().__init__()
+        self.null_key = null_key
         self.self_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True,
+                                                add_bias_kv=null_key)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
@@ -36,6 +42,8 @@ class FusionLayer(nn.Module):
         queries = queries + self.dropout1(x)
         x = self.norm2(queries)
         x, attn = self.cross_attn(x, patches, patches, need_weights=need_weights, average_attn_weights=True)
+        if attn is not None and self.null_key:
+            attn = attn[..., : patches.shape[1]]  # the learned null key is appended last
         queries = queries + self.dropout2(x)
         x = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(queries)))))
         return queries + self.dropout3(x), attn
@@ -44,10 +52,11 @@ class FusionLayer(nn.Module):
 class FusionDecoder(nn.Module):
     """A stack of :class:`FusionLayer` and a final LayerNorm."""
 
-    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, num_layers: int) -> None:
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, num_layers: int,
+                 null_key: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            FusionLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+            FusionLayer(d_model, num_heads, dim_feedforward, dropout, null_key) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
 

@@ -80,7 +80,8 @@ class MedKLIP(nn.Module):
         self.image_encoder = ImageEncoder(config)
         self.query_projection = nn.Linear(config.text_dim, config.d_model)
         self.fusion = FusionDecoder(
-            config.d_model, config.num_heads, config.dim_feedforward, config.dropout, config.num_layers
+            config.d_model, config.num_heads, config.dim_feedforward, config.dropout, config.num_layers,
+            null_key=config.null_key,
         )
         self.feature_dropout = nn.Dropout(config.dropout)
         self.existence_head = nn.Linear(config.d_model, config.num_exist_classes)
