@@ -76,7 +76,14 @@ def test_image_cache(tmp_path) -> None:
     cache = ImageCache(tmp_path / "cache", short_side=256)
     first = cache.load(rg1_path())
     assert min(first.size) == 256
-    files = list((tmp_path / "cache").rglob("*.png"))
+    files = list((tmp_path / "cache").rglob("*.npy"))
     assert len(files) == 1
     second = cache.load(rg1_path())
-    assert np.array_equal(np.asarray(first), np.asarray(second))
+    assert second.mode == "L" and np.array_equal(np.asarray(first), np.asarray(second))
+    for damage in (b"", files[0].read_bytes()[:100], b"\x93NUMPY garbage"):  # truncated / not an array
+        files[0].write_bytes(damage)
+        again = cache.load(rg1_path())
+        assert np.array_equal(np.asarray(again), np.asarray(first))
+    np.save(files[0], np.zeros((3, 4, 2), dtype=np.float32))  # an array of the wrong kind
+    assert np.array_equal(np.asarray(cache.load(rg1_path())), np.asarray(first))
+    assert np.load(files[0]).dtype == np.uint8

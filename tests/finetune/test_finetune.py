@@ -149,4 +149,4 @@ def test_segmentation_on_the_rsna_layout_with_box_masks(tmp_path) -> None:
                                              f"data.image_cache={tmp_path / 'cache'}", "optim.epochs=2"])
     result = finetune(cfg, progress=False)
     assert result.test["images"] == 4 and len(result.losses) == 2
-    assert any((tmp_path / "cache").rglob("*.png"))  # full-size DICOMs decoded once
+    assert any((tmp_path / "cache").rglob("*.npy"))  # full-size DICOMs decoded once
