@@ -227,6 +227,20 @@ def test_openi_labels_from_manual_mesh_codes_and_views(tmp_path) -> None:
     assert missing_listed == (views.get(images[0], "") in ("PA", "AP"))
 
 
+def test_openi_reads_the_extracted_report_folder_as_the_tarball(tmp_path) -> None:
+    root = tmp_path / "openi"
+    make_openi(root)
+    packed = load_benchmark("openi", root)
+    with tarfile.open(root / "NLMCXR_reports.tgz") as tar:
+        tar.extractall(root, filter="data")  # ecgen-radiology/<id>.xml
+    (root / "NLMCXR_reports.tgz").unlink()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    extracted = load_benchmark("openi", root)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert [(s.id, s.labels, s.group) for s in extracted.samples] == [(s.id, s.labels, s.group) for s in packed.samples]
+    assert extracted.excluded == packed.excluded
+
+
 # ------------------------------------------------------------------------------------ NIH expert
 def test_nih_expert_labels_and_sets(tmp_path) -> None:
     root = tmp_path / "nih"

@@ -50,6 +50,7 @@ from medklip.data.profiles import PROFILES
 from medklip.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    GrayToTensor,
     eval_transform,
     release_eval_transform,
 )
@@ -159,8 +160,7 @@ class Preprocess:
         self.transform: Callable[[Image.Image], torch.Tensor] = (
             eval_transform(config.image_size, config.mean, config.std) if medklip else
             release_eval_transform(config.image_size, config.mean, config.std, bicubic=bicubic))
-        self._mean = torch.tensor(config.mean, dtype=torch.float32)[:, None, None]
-        self._std = torch.tensor(config.std, dtype=torch.float32)[:, None, None]
+        self._gray_to_tensor = GrayToTensor(config.mean, config.std)
 
     def load(self, path: str | Path) -> Image.Image:
         """The decoded image: 8-bit grayscale (``L``) for a grayscale radiograph, else RGB as the
@@ -192,9 +192,7 @@ class Preprocess:
         if image.mode != "L":
             return self.transform(image)
         size = (self.config.image_size, self.config.image_size)
-        small = image.resize(size, self.resample, reducing_gap=2.0 if self.config.fast else None)
-        gray = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)
-        return (gray.expand(3, *gray.shape) - self._mean) / self._std
+        return self._gray_to_tensor(image.resize(size, self.resample, reducing_gap=2.0 if self.config.fast else None))
 
     def __call__(self, path: str | Path) -> torch.Tensor:
         return self.tensor(self.load(path))

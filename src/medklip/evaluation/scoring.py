@@ -3,7 +3,7 @@ per prompt with bootstrap CIs, macro averages (all / seen / unseen), the release
 per prompt and pooled, and severity grades."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,12 @@ def classification(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int,
     return out
 
 
+def _macro_rows(rows: Iterable[Mapping[str, Any]]) -> dict:
+    """Macro averages of AUC, F1 and ACC over classification rows."""
+    rows = list(rows)
+    return {m: macro(v[m] for v in rows) for m in ("auc", "f1", "accuracy")}
+
+
 def pointing_hits(cases: Sequence[GroundingCase]) -> np.ndarray:
     """The release's pointing game per case (block upsampling, every max pixel)."""
     return np.array([pointing_game(upsample_blocks(c.heatmap, c.mask.shape), c.mask) for c in cases], float)
@@ -166,18 +172,18 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
     by_label = {p.label: p for p in run.prompts}
     described = {k: v for k, v in metrics["classification"].items() if by_label[k].kind == DESCRIPTION}
     if described:
-        metrics["macro"] = {m: macro(v[m] for v in described.values()) for m in ("auc", "f1", "accuracy")}
+        metrics["macro"] = _macro_rows(described.values())
         for group, wanted in (("seen", True), ("unseen", False)):
             part = [v for k, v in described.items() if by_label[k].seen is wanted]
             if part and len(part) < len(described):
-                metrics[f"macro_{group}"] = {m: macro(v[m] for v in part) for m in ("auc", "f1", "accuracy")}
+                metrics[f"macro_{group}"] = _macro_rows(part)
     named = [v for k, v in metrics["classification"].items() if by_label[k].kind == NAME]
     if named:
-        metrics["macro_unseen_name"] = {m: macro(v[m] for v in named) for m in ("auc", "f1", "accuracy")}
+        metrics["macro_unseen_name"] = _macro_rows(named)
     for group, members in bench.groups.items():
         part = [v for k, v in described.items() if by_label[k].cls in members]
         if part:
-            metrics[f"macro_{group}"] = {m: macro(v[m] for v in part) for m in ("auc", "f1", "accuracy")}
+            metrics[f"macro_{group}"] = _macro_rows(part)
             metrics[f"macro_{group}"]["classes"] = len(part)
     metrics["unseen_classes"] = sorted({p.cls for p in run.prompts if not p.seen})
     pooled = [c for j, cases in run.grounding.items() if run.prompts[j].kind == DESCRIPTION for c in cases]

@@ -17,22 +17,8 @@ from medklip.models.medklip import MedKLIP
 OPSET = 17
 
 
-class _Exported(nn.Module):
-    """``images [B,3,S,S] -> (probs [B,Q], heatmaps [B,Q,h,w])`` for a fixed query set."""
-
-    def __init__(self, model: MedKLIP, queries: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("queries", queries.detach().clone())
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images, self.queries, need_attentions=True)
-        assert out.heatmaps is not None
-        return out.probs, out.heatmaps
-
-
 class _ExportedWithQueries(nn.Module):
-    """``(images [B,3,S,S], queries [Q,text_dim]) -> (probs, heatmaps)``: any query set."""
+    """``(images [B,3,S,S], queries [Q,text_dim]) -> (probs [B,Q], heatmaps [B,Q,h,w])``: any query set."""
 
     def __init__(self, model: MedKLIP) -> None:
         super().__init__()
@@ -42,6 +28,19 @@ class _ExportedWithQueries(nn.Module):
         out = self.model(images, queries, need_attentions=True)
         assert out.heatmaps is not None
         return out.probs, out.heatmaps
+
+
+class _Exported(_ExportedWithQueries):
+    """``images [B,3,S,S] -> (probs, heatmaps)`` for a query set frozen into the graph."""
+
+    queries: torch.Tensor
+
+    def __init__(self, model: MedKLIP, queries: torch.Tensor) -> None:
+        super().__init__(model)
+        self.register_buffer("queries", queries.detach().clone())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return super().forward(images, self.queries)
 
 
 def export_onnx(model: MedKLIP, path: str | Path, names: list[str] | None = None,

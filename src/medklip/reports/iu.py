@@ -59,13 +59,23 @@ def _report(xml: bytes) -> IUReport:
     return IUReport(rid, "\n".join(lines), sections, mesh, images)
 
 
+def _by_id(name: str) -> int:
+    stem = Path(name).stem
+    return int(stem) if stem.isdigit() else 0
+
+
 def read_iu_reports(path: str | Path) -> Iterator[IUReport]:
-    """Every report of the collection's tarball (``ecgen-radiology/<id>.xml``), by id."""
+    """Every report of the collection, by id: its tarball (``ecgen-radiology/<id>.xml``) or the
+    extracted ``ecgen-radiology/`` folder of XML files."""
     path = Path(path)
     try:
+        if path.is_dir():
+            for xml in sorted(sorted(path.glob("*.xml")), key=lambda p: _by_id(p.name)):
+                yield _report(xml.read_bytes())
+            return
         with tarfile.open(path, "r:*") as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".xml")),
-                             key=lambda m: int(Path(m.name).stem) if Path(m.name).stem.isdigit() else 0)
+                             key=lambda m: _by_id(m.name))
             for member in members:
                 handle = tar.extractfile(member)
                 if handle is not None:

@@ -91,23 +91,25 @@ def knowledge_base(config: PretrainConfig) -> KnowledgeBase:
         KnowledgeBase.default()
 
 
-def model_descriptions(config: PretrainConfig, kb: KnowledgeBase) -> dict[str, str]:
-    """The descriptions ``text.knowledge`` gives for entities outside the queries (saved with the model)."""
-    if not config.text.knowledge:
-        return {}
-    named = set(read_description_variants(resolve_descriptions(config.text.knowledge)))
-    return {e.name: e.description for e in kb.entities if not e.pretraining and e.name in named}
+def description_variants(config: PretrainConfig) -> dict[str, list[str]]:
+    """Every description ``text.knowledge`` gives, by entity ({} without it)."""
+    return read_description_variants(resolve_descriptions(config.text.knowledge)) if config.text.knowledge else {}
 
 
-def variant_bank(config: PretrainConfig, model: MedKLIP) -> tuple[torch.Tensor, torch.Tensor] | None:
+def model_descriptions(variants: dict[str, list[str]], kb: KnowledgeBase) -> dict[str, str]:
+    """The descriptions of ``text.knowledge`` (``variants``) for entities outside the queries
+    (saved with the model)."""
+    return {e.name: e.description for e in kb.entities if not e.pretraining and e.name in variants}
+
+
+def variant_bank(config: PretrainConfig, model: MedKLIP,
+                 variants: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(bank [E, K, text_dim], counts [E])``: every description of each query entity (the first
     is its query), for drawing one per step; None without ``text.description_variants``."""
     if not config.text.description_variants:
         return None
     from medklip.text import TextEncoder
 
-    assert config.text.knowledge is not None  # the config checks it
-    variants = read_description_variants(resolve_descriptions(config.text.knowledge))
     texts = [variants.get(name, [text]) for name, text in zip(model.entity_names, model.entity_texts)]
     encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
                           cache_dir=config.text.cache_dir)

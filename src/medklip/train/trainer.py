@@ -68,8 +68,9 @@ class Pretrainer:
                                                           self.progress and engine.is_main)
         self.unreadable = 0
         model = builders.build_model(cfg, self.kb)
-        model.descriptions = builders.model_descriptions(cfg, self.kb)
-        bank = builders.variant_bank(cfg, model)
+        variants = builders.description_variants(cfg)
+        model.descriptions = builders.model_descriptions(variants, self.kb)
+        bank = builders.variant_bank(cfg, model, variants)
         self.variants = None if bank is None else (bank[0].to(self.device), bank[1].to(self.device))
         cfg.model = model.config  # text_dim comes from the text encoder (our copy of the config)
         self.criterion = MedKLIPCriterion(position_weight=cfg.optim.position_loss_weight)

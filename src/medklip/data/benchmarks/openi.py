@@ -11,21 +11,19 @@ Split seeded by report (the patient unit of the collection).
 """
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 from medklip.data.benchmarks.base import Benchmark, BenchmarkError, Sample, index_files, make_error
 from medklip.data.benchmarks.tables import build_benchmark, find_optional, read_table
 from medklip.errors import MedKLIPError
-from medklip.reports.iu import IUReport, read_iu_reports
+from medklip.reports.iu import read_iu_reports
 
 FRONTAL = {"PA", "AP"}
 NOT_INDEXED = "No Indexing"
 
 
 def report_source(root: Path) -> Path:
-    """The reports: the tarball, or a folder of XML files packed on the fly."""
+    """The reports: the tarball, or its extracted folder of XML files."""
     tarball = find_optional(root, ["NLMCXR_reports.tgz", "NLMCXR_reports.tar.gz"])
     if tarball is not None:
         return tarball
@@ -33,22 +31,6 @@ def report_source(root: Path) -> Path:
     if not folder.is_dir():
         raise BenchmarkError(f"{root}: no NLMCXR_reports.tgz nor ecgen-radiology/ folder of report XML files")
     return folder
-
-
-def iter_reports(source: Path) -> list[IUReport]:
-    if source.is_file():
-        return list(read_iu_reports(source))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for xml in sorted(source.glob("*.xml")):
-            tar.add(xml, arcname=f"ecgen-radiology/{xml.name}")
-    buffer.seek(0)
-    packed = source.parent / ".medklip-reports.tar"
-    packed.write_bytes(buffer.getvalue())
-    try:
-        return list(read_iu_reports(packed))
-    finally:
-        packed.unlink(missing_ok=True)
 
 
 def read_views(root: Path) -> dict[str, str] | None:
@@ -65,7 +47,7 @@ def read_openi(root: Path, spec: dict) -> Benchmark:
     frontal_only = str(spec.get("views", "frontal")) == "frontal"
     source = report_source(root)
     try:
-        reports = iter_reports(source)
+        reports = list(read_iu_reports(source))
     except MedKLIPError as exc:
         raise BenchmarkError(str(exc)) from exc
     views = read_views(root) if frontal_only else None

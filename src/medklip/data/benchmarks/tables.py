@@ -20,25 +20,24 @@ logger = logging.getLogger(__name__)
 SUFFIXES = ("", ".gz", ".zip")
 
 
-def find_file(root: Path, names: Iterable[str], what: str, dataset: str) -> Path:
-    """The first of ``names`` (also ``.gz`` / ``.zip``; a name may include folders) under ``root``."""
-    tried = []
-    for name in names:
-        tried.append(name)
-        for suffix in SUFFIXES:
-            if (root / (name + suffix)).is_file():
-                return root / (name + suffix)
-    raise BenchmarkError(f"{root}: no {what} found for {dataset} (looked for {', '.join(tried)}, also .gz / .zip); "
-                         "see `medklip evaluate --list` for the layout each dataset needs")
-
-
 def find_optional(root: Path, names: Iterable[str]) -> Path | None:
-    """Like :func:`find_file`, ``None`` when there is none."""
+    """The first of ``names`` (also ``.gz`` / ``.zip``; a name may include folders) under ``root``,
+    ``None`` when there is none."""
     for name in names:
         for suffix in SUFFIXES:
             if (root / (name + suffix)).is_file():
                 return root / (name + suffix)
     return None
+
+
+def find_file(root: Path, names: Iterable[str], what: str, dataset: str) -> Path:
+    """Like :func:`find_optional`; none is an error naming what was looked for."""
+    names = list(names)
+    found = find_optional(root, names)
+    if found is None:
+        raise BenchmarkError(f"{root}: no {what} found for {dataset} (looked for {', '.join(names)}, also .gz / "
+                             ".zip); see `medklip evaluate --list` for the layout each dataset needs")
+    return found
 
 
 def read_table(path: Path, required: Iterable[str] = ()) -> pandas.DataFrame:
