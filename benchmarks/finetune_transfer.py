@@ -19,6 +19,7 @@ from pathlib import Path
 from medklip.config_utils import load_config
 from medklip.finetune import FinetuneConfig, finetune
 from medklip.finetune.config import builtin_finetune_config
+from medklip.models.serialization import read_model_config
 
 
 def main() -> int:
@@ -35,6 +36,8 @@ def main() -> int:
     if not Path(args.model, "config.json").is_file():
         print(f"{args.model} is not a medklip model folder; run `make demo` first or pass --model", file=sys.stderr)
         return 2
+    # both arms on the pre-trained model's trunk (the demo's: local), so the difference is the weights
+    backbone = read_model_config(args.model)["model"]["backbone"]
     rows = []
     for task in args.tasks:
         for fraction in args.fractions:
@@ -45,7 +48,8 @@ def main() -> int:
                     name = f"{task}-{fraction:g}-{'scratch' if init == 'scratch' else 'medklip'}-s{seed}"
                     cfg = load_config(FinetuneConfig, builtin_finetune_config("synthetic-small"), [
                         f"task={task}", f"init={init}", f"data.fraction={fraction}", f"data.root={args.world}",
-                        f"run.seed={seed}", f"run.output={Path(args.output) / name}", *args.set])
+                        f"run.seed={seed}", f"run.output={Path(args.output) / name}", f"model.backbone={backbone}",
+                        *args.set])
                     start = time.perf_counter()
                     result = finetune(cfg, progress=False)
                     value = result.test["dice"] if task == "segment" else result.test["macro"]["auc"]

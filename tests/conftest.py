@@ -32,7 +32,7 @@ def minilm():
     return TextEncoder()
 
 
-def make_tiny_model(encoder, seed: int = 0):
+def make_tiny_model(encoder, seed: int = 0, backbone: str = "resnet18"):
     """A small random MedKLIP (ResNet-18 trunk, 64 px, one decoder layer) over the knowledge base."""
     import torch
 
@@ -40,7 +40,7 @@ def make_tiny_model(encoder, seed: int = 0):
     from medklip.knowledge import KnowledgeBase
 
     torch.manual_seed(seed)
-    config = MedKLIPConfig(backbone="resnet18", image_size=64, d_model=64, num_layers=1, dim_feedforward=64)
+    config = MedKLIPConfig(backbone=backbone, image_size=64, d_model=64, num_layers=1, dim_feedforward=64)
     return MedKLIP.from_knowledge_base(config, KnowledgeBase.default(), encoder)
 
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from medklip import MedKLIP, MedKLIPConfig
 from medklip.cli import main
 from medklip.config_utils import load_config
 from medklip.data.benchmarks import load_benchmark, make_split
@@ -102,6 +103,20 @@ def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, official_fix
     assert init_preprocess_profile(str(folder)) == "medklip" and init_preprocess_profile("scratch") == "medklip"
     with pytest.raises(CheckpointError, match="no such model folder"):
         build_model("classify", "resnet50", 2, str(tmp_path / "nothing"))
+    # a model with the demo's local trunk: the same networks on that trunk, its weights copied
+    local_model = make_tiny_model(minilm, backbone="local")
+    local = local_model.save_pretrained(tmp_path / "local")
+    for task in ("classify", "segment"):
+        net = build_model(task, "resnet50", 2, str(local)).eval()
+        assert net.encoder.backbone == "local"
+        assert torch.equal(net.encoder.trunk.layers[5][0].weight, local_model.image_encoder.backbone.layers[5][0].weight)
+        with torch.no_grad():
+            out = net(torch.randn(2, 3, 64, 64))
+        assert (out.logits.shape == (2, 1, 64, 64)) if task == "segment" else (out.logits.shape == (2, 2))
+    stride8 = MedKLIP(MedKLIPConfig(backbone="local", feature_stride=8, image_size=64, d_model=32, num_heads=4,
+                                    dim_feedforward=32, text_dim=8), torch.randn(2, 8), torch.randn(3, 8))
+    with pytest.raises(CheckpointError, match="does not fit the stride-16 local trunk"):
+        build_model("classify", "local", 2, str(stride8.save_pretrained(tmp_path / "s8")))
 
 
 def test_cli_finetune_and_bad_dataset(world, tmp_path, capsys) -> None:

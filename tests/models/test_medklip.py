@@ -19,9 +19,11 @@ def small_model(q: int = 5, p: int = 9, **overrides) -> MedKLIP:
     return MedKLIP(cfg, torch.randn(q, cfg.text_dim), torch.randn(p, cfg.text_dim))
 
 
-@pytest.mark.parametrize("backbone,size", [("resnet18", 64), ("resnet18", 96), ("resnet18", 100), ("resnet50", 128)])
-def test_patch_grid_is_derived_from_image_size(backbone: str, size: int) -> None:
-    model = small_model(backbone=backbone, image_size=size).eval()
+@pytest.mark.parametrize("backbone,size", [("resnet18", 64), ("resnet18", 96), ("resnet18", 100), ("resnet50", 128),
+                                                 ("local", 96), ("local", 100), ("local", 77)])
+@pytest.mark.parametrize("stride", [16, 8])
+def test_patch_grid_is_derived_from_image_size(backbone: str, size: int, stride: int) -> None:
+    model = small_model(backbone=backbone, image_size=size, feature_stride=stride).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, size, size))
     h, w = model.config.patch_grid
@@ -181,7 +183,32 @@ def test_null_key_gives_queries_somewhere_else_to_attend(tmp_path) -> None:
         torch.testing.assert_close(loaded(images).logits, moved.logits)
 
 
+def _field_of_patch(trunk: torch.nn.Module, row: int, col: int) -> tuple[int, int, int, int]:
+    """Rows and columns of the input pixels that a trunk's patch feature (row, col) depends on."""
+    x = torch.randn(1, 3, 96, 96, requires_grad=True)
+    trunk.eval()(x)[0, :, row, col].sum().backward()
+    assert x.grad is not None
+    g = x.grad.abs().sum((0, 1))
+    rows, cols = torch.nonzero(g.sum(1)).flatten(), torch.nonzero(g.sum(0)).flatten()
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def test_local_trunk_patches_see_their_own_neighbourhood_only() -> None:
+    """The local trunk's patch (2, 3) at 96 px depends on a 35-pixel square around its own 16-pixel
+    patch (rows 32-47, columns 48-63); a ResNet-18 patch depends on the whole image."""
+    torch.manual_seed(0)
+    local = MedKLIP(MedKLIPConfig(**{**SMALL, "backbone": "local", "image_size": 96}),
+                    torch.randn(3, 24), torch.randn(4, 24)).image_encoder.backbone
+    r0, r1, c0, c1 = _field_of_patch(local, 2, 3)
+    assert r1 - r0 + 1 <= 35 and c1 - c0 + 1 <= 35
+    assert r0 <= 32 and r1 >= 47 and c0 <= 48 and c1 >= 63
+    resnet = small_model(image_size=96).image_encoder.backbone
+    assert _field_of_patch(resnet, 2, 3) == (0, 95, 0, 95)
+
+
 def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="has none"):
+        MedKLIPConfig(backbone="local", backbone_weights="resnet18.pth")
     with pytest.raises(ValueError, match="backbone"):
         MedKLIPConfig(backbone="vgg16")
     with pytest.raises(ValueError, match="divisible"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from medklip import MedKLIP
 from medklip.config_utils import load_config
 from medklip.errors import ConfigError
 from medklip.train.config import PretrainConfig, builtin_config
@@ -54,6 +55,16 @@ def test_resume_continues_exactly(tmp_path) -> None:
     assert first.steps == 4 and second.steps == 8  # epoch boundary (6 steps) crossed after resuming
     assert straight.losses[:4] == pytest.approx(first.losses, abs=1e-6)
     assert straight.losses[4:] == pytest.approx(second.losses, abs=1e-5)
+
+
+def test_the_demo_trunk_trains_the_same_twice_and_saves_with_the_model(tmp_path) -> None:
+    """The default demo's ``local`` trunk: same config and seed -> the same losses to the bit (the
+    README's "same command, same numbers"), and the saved model rebuilds that trunk."""
+    runs = [pretrain(tiny(tmp_path, name, "model.backbone=local", "run.max_steps=4"), progress=False)
+            for name in ("a", "b")]
+    assert runs[0].losses == runs[1].losses
+    model = MedKLIP.from_pretrained(runs[0].output / "last")
+    assert model.config.backbone == "local" and type(model.image_encoder.backbone).__name__ == "LocalTrunk"
 
 
 def test_resume_after_a_crash_never_duplicates_log_rows(tmp_path) -> None:

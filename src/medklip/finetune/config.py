@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medklip.config_utils import require
 from medklip.data.profiles import PROFILES
+from medklip.models.config import BACKBONE_CHANNELS
 from medklip.train.engine import check_amp, check_device
 
 TASKS = ("classify", "segment", "grade")
@@ -49,6 +50,7 @@ class FinetuneModel:
     release's), ``medklip`` from scratch."""
 
     def __post_init__(self) -> None:
+        require(self.backbone in BACKBONE_CHANNELS, f"model.backbone must be one of {', '.join(BACKBONE_CHANNELS)}")
         require(self.image_size >= 32, "model.image_size must be >= 32")
         require(self.preprocess is None or self.preprocess in PROFILES,
                 f"model.preprocess must be one of {', '.join(PROFILES)} (or null)")

@@ -1,5 +1,6 @@
 """Downstream networks whose first stages come from a MedKLIP image encoder: the paper's ResNet
-classifier (classification, grading) and a ResUNet (a ResNet encoder U-Net) for segmentation."""
+classifier (classification, grading) and a ResUNet (a ResNet encoder U-Net) for segmentation; a
+model trained with the ``local`` trunk (the demo's) gives the same networks on that trunk."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from torchvision import models
 
 from medklip.errors import CheckpointError
 from medklip.io_utils import atomic_path, atomic_write_text
+from medklip.models.image_encoder import LocalTrunk
 from medklip.models.loading import load_state_dict_strict
 from medklip.models.official import read_official_state_dict
 from medklip.models.serialization import read_model_config, sha256_file
@@ -88,6 +90,41 @@ class ResNetEncoder(nn.Module):
         return [x0, x1, x2, x3, self.layer4(x3)]
 
 
+class LocalEncoder(nn.Module):
+    """The ``local`` trunk's stages (strides 2, 4, 8, 16) and a fresh stride-32 stage (as a ResNet's
+    ``layer4``, which MedKLIP does not train either); same outputs as :class:`ResNetEncoder`."""
+
+    backbone = "local"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = LocalTrunk(stride=16)
+        top = LocalTrunk.STAGE_CHANNELS[-1]
+        self.layer4 = nn.Sequential(nn.Conv2d(top, 2 * top, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * top),
+                                    nn.ReLU(inplace=True))
+        self.channels = [*LocalTrunk.STAGE_CHANNELS, 2 * top]
+
+    def load_medklip(self, trunk: dict[str, torch.Tensor], source: str) -> None:
+        """Initialise the local trunk from ``trunk`` (a stride-16 local trunk's every weight)."""
+        own = self.trunk.state_dict()
+        missing = sorted(set(own) - set(trunk))
+        shapes = [k for k in own if k in trunk and trunk[k].shape != own[k].shape]
+        if missing or shapes:
+            raise CheckpointError(f"{source}: image encoder does not fit the stride-16 local trunk "
+                                  f"(missing {missing[:3]}, shape mismatch {shapes[:3]})")
+        self.trunk.load_state_dict({k: trunk[k] for k in own})
+        logger.info("local trunk initialised from %s (%d tensors)", source, len(own))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stages = self.trunk.stage_outputs(x)
+        return [*stages, self.layer4(stages[-1])]
+
+
+def make_encoder(backbone: str) -> ResNetEncoder | LocalEncoder:
+    """The encoder for a backbone name: a torchvision ResNet's or the local trunk's."""
+    return LocalEncoder() if backbone == "local" else ResNetEncoder(backbone)
+
+
 def _out_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     conv = block.conv3 if hasattr(block, "conv3") else block.conv2
@@ -99,7 +136,7 @@ class ResNetClassifier(nn.Module):
 
     def __init__(self, backbone: str, num_outputs: int) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(backbone)
+        self.encoder = make_encoder(backbone)
         self.head = nn.Linear(self.encoder.channels[-1], num_outputs)
 
     def forward(self, images: torch.Tensor) -> ClassificationOutput:
@@ -125,7 +162,7 @@ class ResUNet(nn.Module):
 
     def __init__(self, backbone: str, widths: tuple[int, ...] = (256, 128, 64, 32, 16)) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(backbone)
+        self.encoder = make_encoder(backbone)
         ch = self.encoder.channels  # strides 2, 4, 8, 16, 32
         skips = [ch[3], ch[2], ch[1], ch[0], 0]
         cins = [ch[4], *widths[:-1]]

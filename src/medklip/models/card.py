@@ -27,6 +27,7 @@ def model_card(model: MedKLIP) -> str:
     c, text, pre = model.config, model.text_encoder_info or {}, model.preprocess_cfg
     training = model.training_info or {}
     h, w = c.patch_grid
+    trunk = "local CNN (35 px seen per patch feature)" if c.backbone == "local" else f"{c.backbone} up to layer3"
     lines = [
         "---", "library_name: medklip", "tags: [medklip, chest-x-ray, zero-shot, grounding]", "---", "",
         "# MedKLIP model", "",
@@ -39,7 +40,7 @@ def model_card(model: MedKLIP) -> str:
         "existence of each finding and a grounding heatmap. Load with "
         "`medklip.create_model(PATH_OR_REPO)`.", "",
         "## Architecture", "",
-        _table([("image encoder", f"{c.backbone} up to layer3, {c.image_size} px input, {h}x{w} patches"),
+        _table([("image encoder", f"{trunk}, {c.image_size} px input, {h}x{w} patches"),
                 ("fusion", f"{c.num_layers} decoder layer(s), d_model {c.d_model}, {c.num_heads} heads, "
                            f"feed-forward {c.dim_feedforward}"),
                 ("queries", f"{len(model.entity_names)} entity descriptions"),

@@ -5,8 +5,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024}
-"""Channels after ``layer3`` of each supported torchvision ResNet."""
+BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet101": 1024, "local": 256}
+"""Channels of each supported trunk's patch features (after ``layer3`` of a torchvision ResNet;
+``local``: the small bounded-field CNN of :class:`medklip.models.image_encoder.LocalTrunk`)."""
 INITS = ("release", "scaled-attention")
 FEATURE_STRIDES = (16, 8)
 
@@ -16,6 +17,8 @@ class MedKLIPConfig:
     """Architecture of a MedKLIP model; the defaults are the paper's / release's."""
 
     backbone: str = "resnet50"
+    """``resnet50`` (the release), ``resnet18`` / ``resnet34`` / ``resnet101``, or ``local``: a
+    small CNN whose patch features see 35 px, for training from scratch on small images (the demo)."""
     image_size: int = 224
     d_model: int = 256
     num_layers: int = 4
@@ -53,6 +56,8 @@ class MedKLIPConfig:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.feature_stride not in FEATURE_STRIDES:
             raise ValueError(f"feature_stride must be one of {FEATURE_STRIDES}, got {self.feature_stride}")
+        if self.backbone == "local" and self.backbone_weights:
+            raise ValueError("backbone_weights takes torchvision ResNet weights; the local trunk has none")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
 
@@ -64,6 +69,10 @@ class MedKLIPConfig:
     def patch_grid(self) -> tuple[int, int]:
         """Patch grid for a square ``image_size`` input (stride 16 after ``layer3``, or 8)."""
         n = self.image_size
+        if self.backbone == "local":  # three 3x3 convs with stride 2 and padding 1 (, one 2x2 with stride 2)
+            for _ in range(3):
+                n = (n - 1) // 2 + 1
+            return (n // 2, n // 2) if self.feature_stride == 16 else (n, n)
         n = (n + 2 * 3 - 7) // 2 + 1  # conv1, stride 2
         n = (n + 2 * 1 - 3) // 2 + 1  # max-pool, stride 2
         for _ in range(2 if self.feature_stride == 16 else 1):  # layer2 (, layer3): 3x3 conv, stride 2, padding 1

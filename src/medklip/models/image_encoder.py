@@ -40,13 +40,66 @@ class ResNetTrunk(nn.Module):
         return self.layer3(self.layer2(self.layer1(x)))
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if kernel % 2 else 0, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class LocalTrunk(nn.Module):
+    """A small CNN with a bounded receptive field (35 px), stride 16 and 256 channels: each patch
+    feature sees its own patch and about half a patch of context on every side, so a query can only
+    find a finding by attending to where it is. Not the release's trunk: the release starts its
+    ResNet-50 from ImageNet, whose ``layer3`` features are local; a ResNet trained from scratch on
+    a small world is not, and its heatmaps collapse onto one patch that holds the whole image."""
+
+    def __init__(self, stride: int = 16) -> None:
+        super().__init__()
+        def pointwise(c: int) -> nn.Module:  # a per-position MLP: capacity without widening the field
+            return _Residual(nn.Sequential(_conv_bn(c, c, 1, 1), _conv_bn(c, c, 1, 1)))
+
+        layers: list[nn.Module] = [
+            _conv_bn(3, 48, 3, 2), _conv_bn(48, 48, 3, 1),                        # 1/2, field 7 px
+            _conv_bn(48, 96, 3, 2), _Residual(_conv_bn(96, 96, 3, 1)), pointwise(96),  # 1/4, 19 px
+            _conv_bn(96, 192, 3, 2), pointwise(192),                               # 1/8, 27 px
+            _conv_bn(192, 256, 2, 2) if stride == 16 else _conv_bn(192, 256, 1, 1),  # 1/16, 35 px
+            pointwise(256),
+        ]
+        self.layers = nn.Sequential(*layers)
+
+    STAGE_ENDS = (2, 5, 7, 9)
+    """``layers[:2]``, ``[2:5]``, ``[5:7]``, ``[7:9]`` end at strides 2, 4, 8 and 16."""
+    STAGE_CHANNELS = (48, 96, 192, 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps at the end of each stage (strides 2, 4, 8, 16; fine-tuning's U-Net)."""
+        outputs, start = [], 0
+        for end in self.STAGE_ENDS:
+            x = self.layers[start:end](x)
+            outputs.append(x)
+            start = end
+        return outputs
+
+
 class ImageEncoder(nn.Module):
     """Images ``[B,3,H,W]`` -> patch features ``[B, h*w, d_model]`` and the grid ``(h, w)``."""
 
     def __init__(self, config: MedKLIPConfig) -> None:
         super().__init__()
         channels = config.backbone_channels
-        self.backbone = ResNetTrunk(config.backbone, config.backbone_weights, config.feature_stride)
+        self.backbone: nn.Module = LocalTrunk(config.feature_stride) if config.backbone == "local" else \
+            ResNetTrunk(config.backbone, config.backbone_weights, config.feature_stride)
         self.patch_fc1 = nn.Linear(channels, channels)
         self.patch_fc2 = nn.Linear(channels, config.d_model)
 
