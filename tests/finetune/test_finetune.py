@@ -109,13 +109,15 @@ def test_init_from_medklip_folder_and_official_checkpoint(tmp_path, official_fix
     for task in ("classify", "segment"):
         net = build_model(task, "resnet50", 2, str(local)).eval()
         assert net.encoder.backbone == "local"
-        assert torch.equal(net.encoder.trunk.layers[5][0].weight, local_model.image_encoder.backbone.layers[5][0].weight)
+        assert torch.equal(net.encoder.trunk.stages[2][0][0].weight, local_model.image_encoder.backbone.stages[2][0][0].weight)
         with torch.no_grad():
             out = net(torch.randn(2, 3, 64, 64))
         assert (out.logits.shape == (2, 1, 64, 64)) if task == "segment" else (out.logits.shape == (2, 2))
     stride8 = MedKLIP(MedKLIPConfig(backbone="local", feature_stride=8, image_size=64, d_model=32, num_heads=4,
                                     dim_feedforward=32, text_dim=8), torch.randn(2, 8), torch.randn(3, 8))
-    with pytest.raises(CheckpointError, match="does not fit the stride-16 local trunk"):
+    wrong_shape = (r"\(as a stride-16 local trunk\) does not fit the model: stages\.3\.0\.0\.weight: "
+                   r"checkpoint shape \(256, 192, 1, 1\), model shape \(256, 192, 2, 2\)")
+    with pytest.raises(CheckpointError, match=wrong_shape):
         build_model("classify", "local", 2, str(stride8.save_pretrained(tmp_path / "s8")))
 
 

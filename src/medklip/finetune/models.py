@@ -105,15 +105,9 @@ class LocalEncoder(nn.Module):
         self.channels = [*LocalTrunk.STAGE_CHANNELS, 2 * top]
 
     def load_medklip(self, trunk: dict[str, torch.Tensor], source: str) -> None:
-        """Initialise the local trunk from ``trunk`` (a stride-16 local trunk's every weight)."""
-        own = self.trunk.state_dict()
-        missing = sorted(set(own) - set(trunk))
-        shapes = [k for k in own if k in trunk and trunk[k].shape != own[k].shape]
-        if missing or shapes:
-            raise CheckpointError(f"{source}: image encoder does not fit the stride-16 local trunk "
-                                  f"(missing {missing[:3]}, shape mismatch {shapes[:3]})")
-        self.trunk.load_state_dict({k: trunk[k] for k in own})
-        logger.info("local trunk initialised from %s (%d tensors)", source, len(own))
+        """Initialise the local trunk from ``trunk``: every weight of a stride-16 local trunk."""
+        load_state_dict_strict(self.trunk, trunk, f"{source} (as a stride-16 local trunk)")
+        logger.info("local trunk initialised from %s (%d tensors)", source, len(trunk))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stages = self.trunk.stage_outputs(x)

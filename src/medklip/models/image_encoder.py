@@ -61,34 +61,32 @@ class LocalTrunk(nn.Module):
     ResNet-50 from ImageNet, whose ``layer3`` features are local; a ResNet trained from scratch on
     a small world is not, and its heatmaps collapse onto one patch that holds the whole image."""
 
+    STAGE_CHANNELS = (48, 96, 192, 256)
+    """Channels at the end of each stage (strides 2, 4, 8, 16)."""
+
     def __init__(self, stride: int = 16) -> None:
         super().__init__()
         def pointwise(c: int) -> nn.Module:  # a per-position MLP: capacity without widening the field
             return _Residual(nn.Sequential(_conv_bn(c, c, 1, 1), _conv_bn(c, c, 1, 1)))
 
-        layers: list[nn.Module] = [
-            _conv_bn(3, 48, 3, 2), _conv_bn(48, 48, 3, 1),                        # 1/2, field 7 px
-            _conv_bn(48, 96, 3, 2), _Residual(_conv_bn(96, 96, 3, 1)), pointwise(96),  # 1/4, 19 px
-            _conv_bn(96, 192, 3, 2), pointwise(192),                               # 1/8, 27 px
-            _conv_bn(192, 256, 2, 2) if stride == 16 else _conv_bn(192, 256, 1, 1),  # 1/16, 35 px
-            pointwise(256),
-        ]
-        self.layers = nn.Sequential(*layers)
-
-    STAGE_ENDS = (2, 5, 7, 9)
-    """``layers[:2]``, ``[2:5]``, ``[5:7]``, ``[7:9]`` end at strides 2, 4, 8 and 16."""
-    STAGE_CHANNELS = (48, 96, 192, 256)
+        c2, c4, c8, c16 = self.STAGE_CHANNELS
+        self.stages = nn.Sequential(
+            nn.Sequential(_conv_bn(3, c2, 3, 2), _conv_bn(c2, c2, 3, 1)),                        # field 7 px
+            nn.Sequential(_conv_bn(c2, c4, 3, 2), _Residual(_conv_bn(c4, c4, 3, 1)), pointwise(c4)),  # 19 px
+            nn.Sequential(_conv_bn(c4, c8, 3, 2), pointwise(c8)),                                # 27 px
+            nn.Sequential(_conv_bn(c8, c16, 2, 2) if stride == 16 else _conv_bn(c8, c16, 1, 1),  # 35 px
+                          pointwise(c16)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.stages(x)
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The feature maps at the end of each stage (strides 2, 4, 8, 16; fine-tuning's U-Net)."""
-        outputs, start = [], 0
-        for end in self.STAGE_ENDS:
-            x = self.layers[start:end](x)
+        """The feature map at the end of each stage (strides 2, 4, 8, 16; fine-tuning's U-Net)."""
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
             outputs.append(x)
-            start = end
         return outputs
 
 
