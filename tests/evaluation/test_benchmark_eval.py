@@ -136,7 +136,7 @@ def _release_rows(name: str) -> list[list[str]]:
     return release_list(name).values.tolist()
 
 
-def test_release_split_scores_exactly_the_release_chestxray14_list(model_dir, tmp_path) -> None:
+def test_release_split_scores_exactly_the_release_chestxray14_list(model_dir, tmp_path, capsys) -> None:
     rows = _release_rows("chestxray14")
     assert len(rows) == 25_596  # distinct images in the file (its newline count, 25,595, misses the last row)
     chosen = rows[:3] + rows[20_000:20_003]
@@ -149,8 +149,13 @@ def test_release_split_scores_exactly_the_release_chestxray14_list(model_dir, tm
     out = tmp_path / "run"
     assert main(["evaluate", "--dataset", "chestxray14", "--root", str(root), "--model", str(model_dir),
                  "--split", "release", "--bootstrap", "0", "-q", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # a partial copy: the rows are fine, their images are not there; the message says so with the counts
+    assert "0 label rows unusable, 25590 of the 25596 listed images not in your copy (6 found" in printed, printed
     m = json.loads((out / "metrics.json").read_text())
     assert m["images"] == 6 and m["split"] == "release"
+    assert (m["label_errors"], m["listed_images"], m["listed_images_not_found"]) == (0, 25_596, 25_590)
+    assert "25590 of the 25596 images of the list were not found" in (out / "report.md").read_text()
     expected = {cls: sum(int(r[3 + j]) for r in chosen) for j, cls in enumerate(m["class_counts"])}
     assert m["class_counts"] == expected  # the list's own labels
     ids = [r["id"] for r in csv.DictReader((out / "predictions.csv").open())]

@@ -117,3 +117,19 @@ def test_missing_file(tmp_path) -> None:
 def test_round_trip_dict(kb: KnowledgeBase) -> None:
     again = KnowledgeBase.from_dict(kb.to_dict())
     assert again == kb
+
+
+def test_the_release_cxr14_script_descriptions_differ_in_three_texts_only() -> None:
+    """The packaged knowledge base is the pre-training file the official checkpoint was trained with;
+    ``release-cxr14-script`` swaps in the three texts of the release's ChestX-ray14 script folder
+    (curly quotes and dashes removed)."""
+    base = KnowledgeBase.default()
+    script = KnowledgeBase.load("release-cxr14-script")
+    changed = {e.name for e, f in zip(base.pretraining_entities, script.pretraining_entities)
+               if e.description != f.description}
+    assert changed == {"sharply", "lesion", "chf"}
+    assert [e.name for e in script.pretraining_entities] == [e.name for e in base.pretraining_entities]
+    for name in changed:
+        assert any(ord(c) > 127 for c in base.description(name))
+        assert all(ord(c) < 128 for c in script.description(name))
+    assert script.description("lesion").startswith("Lung nodules, pulmonary nodules, white spots, lesions these")

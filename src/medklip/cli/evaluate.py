@@ -45,8 +45,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=1))
     else:
+        not_found = (f", {m['listed_images_not_found']} of the {m['listed_images']} listed images not in your copy "
+                   f"({m['listed_images'] - m['listed_images_not_found']} found; errors.jsonl names each)"
+                   if m.get("listed_images_not_found") else "")
         print(f"{m['dataset']} ({m['split']} split): {m['images']} images, {m['failed_images']} unreadable, "
-              f"{m['label_errors']} label rows unusable")
+              f"{m['label_errors']} label rows unusable{not_found}")
         for name, v in m["classification"].items():
             print(f"  {name:<28} AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  ACC {v['accuracy']:.4f}  ({v['positives']}/{v['n']})")
         for key in [k for k in m if k.startswith("macro")]:

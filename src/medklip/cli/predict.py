@@ -29,7 +29,7 @@ class _Output:
             print(json.dumps({"image": r.image, "probabilities": r.probabilities, "error": r.error},
                              ensure_ascii=False))
         elif self.fmt == "csv":
-            self.csv.writerow([r.image, *[f"{r.probabilities[n]:.4f}" if r.error is None else "" for n in self.names],
+            self.csv.writerow([r.image, *[f"{r.probabilities[n]:.9g}" if r.error is None else "" for n in self.names],
                                r.error or ""])
         elif r.error is None:
             print(r.image)

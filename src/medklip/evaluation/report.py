@@ -56,7 +56,7 @@ class PredictionsWriter:
     def write(self, samples: Sequence[Sample], probs: np.ndarray) -> None:
         for s, row in zip(samples, probs):
             self.writer.writerow([s.id, str(s.image), self.assignment.get(s.id, ""),
-                                  *[s.labels.get(c, "") for c in self.labels], *[f"{v:.6f}" for v in row]])
+                                  *[s.labels.get(c, "") for c in self.labels], *[f"{v:.9g}" for v in row]])
         self.file.flush()
 
 
@@ -73,6 +73,9 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
              f"Model `{info['model']}`; split **{info['split']}** of `{info['split_file']}`; "
              f"{m['images']} images scored, {m['failed_images']} unreadable, {info['label_errors']} label rows "
              "unusable (see errors.jsonl). 95% bootstrap CIs in brackets.", ""]
+    if info.get("listed_images_not_found"):
+        lines += [f"{info['listed_images_not_found']} of the {info['listed_images']} images of the list were not found "
+                  "under the root (each named in errors.jsonl); the rest were scored.", ""]
     if info.get("left_out_by_protocol"):
         lines += ["Left out by the dataset's protocol: " + "; ".join(
             f"{count} rows: {reason}" for reason, count in info["left_out_by_protocol"].items()) + ".", ""]

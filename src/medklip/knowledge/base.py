@@ -132,6 +132,8 @@ class KnowledgeBase:
         if path is None:
             return base
         path = Path(path)
+        if not path.exists() and not path.suffix:  # a packaged description file by name
+            path = packaged_descriptions(str(path))
         raw = _read_structured(path) if path.suffix.lower() in {".json", ".yaml", ".yml"} else None
         if isinstance(raw, Mapping) and "entities" in raw and "positions" in raw:
             return cls.from_dict(raw, source=str(path))
@@ -226,11 +228,12 @@ class KnowledgeBase:
 
 
 def packaged_descriptions(name: str) -> Path:
-    """The path of a description file shipped with medklip (``chest-findings``, ``synthetic-world``)."""
+    """The path of a description file shipped with medklip (``chest-findings``, ``synthetic-world``,
+    ``release-cxr14-script``)."""
     path = Path(str(resources.files("medklip.knowledge").joinpath(f"data/{name.replace('-', '_')}.yaml")))
     if not path.is_file():
-        raise KnowledgeBaseFileError(f"no packaged description file {name!r}; use chest-findings, synthetic-world "
-                                     "or a path")
+        raise KnowledgeBaseFileError(f"no packaged description file {name!r}; use chest-findings, synthetic-world, "
+                                     "release-cxr14-script or a path")
     return path
 
 

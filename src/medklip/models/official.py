@@ -24,6 +24,7 @@ from medklip.models.embedding import (
 )
 from medklip.models.loading import load_state_dict_strict, load_tensors_only
 from medklip.text import PAPER_TEXT_ENCODER, TextEncoder
+from medklip.text.constants import RELEASE_SPECIAL_TOKENS
 
 if TYPE_CHECKING:  # pragma: no cover
     from medklip.models.medklip import MedKLIP
@@ -134,8 +135,11 @@ def load_official_checkpoint(
     preprocessing profile (``release-cxr14``).
 
     Without explicit embeddings they are computed from the knowledge base with ``text_encoder``
-    (default: the paper's Bio_ClinicalBERT, by name or local path) at the release's test-time
-    ``max_length`` of 64.
+    (default: the paper's Bio_ClinicalBERT, by name or local path) as the release's test scripts
+    tokenise (``[CLS]`` + word pieces, no ``[SEP]``, padded to its ``max_length`` of 64; see
+    :data:`~medklip.text.constants.SPECIAL_TOKENS`) and pool (the CLS vector). The descriptions are
+    the pre-training ``observation explanation.json`` (the packaged knowledge base), which the
+    checkpoint was trained with.
     """
     state = read_official_state_dict(path)
     config = infer_config(state, num_heads=num_heads)
@@ -144,7 +148,13 @@ def load_official_checkpoint(
     record = None
     if entity_embeddings is None or position_embeddings is None:
         encoder = text_encoder if isinstance(text_encoder, TextEncoder) else TextEncoder(
-            text_encoder or PAPER_TEXT_ENCODER, max_length=ZERO_SHOT_MAX_LENGTH)
+            text_encoder or PAPER_TEXT_ENCODER, max_length=ZERO_SHOT_MAX_LENGTH, special_tokens=RELEASE_SPECIAL_TOKENS)
+        if (encoder.special_tokens, encoder.max_length, encoder.pooling) != (RELEASE_SPECIAL_TOKENS, ZERO_SHOT_MAX_LENGTH,
+                                                                              "cls"):
+            logger.warning("%s: the release encodes queries with special_tokens=%r, max_length %d and the CLS "
+                           "vector; the given encoder uses %r, %d, %r: its probabilities will differ from the "
+                           "release's", path, RELEASE_SPECIAL_TOKENS, ZERO_SHOT_MAX_LENGTH, encoder.special_tokens,
+                           encoder.max_length, encoder.pooling)
         if encoder.dim != config.text_dim:
             raise CheckpointError(
                 f"{path} expects {config.text_dim}-d text embeddings but {encoder.name} gives "

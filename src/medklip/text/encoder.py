@@ -20,7 +20,7 @@ import torch
 
 from medklip.errors import TextEncoderNotFoundError
 from medklip.text.cache import CacheStats, EmbeddingCache, default_cache_dir
-from medklip.text.constants import DEFAULT_TEXT_ENCODER, POOLINGS
+from medklip.text.constants import DEFAULT_TEXT_ENCODER, POOLINGS, SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ class TextEncoder:
         cache_dir: embedding cache root; None -> :func:`default_cache_dir`. ``use_cache=False``
             turns the cache off.
         revision: a Hub branch, tag or commit to pin a hub encoder to.
+        special_tokens: ``"cls-sep"`` (Hugging Face's ``[CLS] X [SEP]``; medklip's own models) or
+            ``"cls-only"`` (the release's ``[CLS] X`` padded to ``max_length``; official
+            checkpoints and the ``paper`` pre-training config), see
+            :data:`~medklip.text.constants.SPECIAL_TOKENS`.
     """
 
     def __init__(
@@ -130,9 +134,14 @@ class TextEncoder:
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
         revision: str | None = None,
+        special_tokens: str = "cls-sep",
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if special_tokens not in SPECIAL_TOKENS:
+            raise ValueError(f"special_tokens must be one of {SPECIAL_TOKENS}, got {special_tokens!r}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
         self.name = name_or_path or DEFAULT_TEXT_ENCODER
         self.folder = resolve_encoder_folder(name_or_path, revision)
         self.revision = self.folder.name if self.folder.parent.name == "snapshots" else revision
@@ -140,8 +149,12 @@ class TextEncoder:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.pooling = pooling
+        self.special_tokens = special_tokens
         self.device = torch.device(device or "cpu")
-        self.identity = f"{_folder_identity(self.folder)}|{pooling}|max_length={self.max_length}"
+        # the embedding cache keys on everything that changes an embedding (the cls-sep identity
+        # is the one earlier versions wrote, so their caches stay valid)
+        self.identity = f"{_folder_identity(self.folder)}|{pooling}|max_length={self.max_length}" + (
+            "" if special_tokens == "cls-sep" else f"|special_tokens={special_tokens}")
         self.cache = EmbeddingCache(cache_dir or default_cache_dir(), self.identity) if use_cache else None
         self.stats = CacheStats()
         self._model: Any = None
@@ -156,19 +169,59 @@ class TextEncoder:
                 return int(cfg[key])
         raise TextEncoderNotFoundError(f"{self.folder}/config.json has no hidden size")
 
+    def _load_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+            if self.special_tokens == "cls-only" and self._tokenizer.cls_token_id is None:
+                raise TextEncoderNotFoundError(
+                    f"{self.folder}: special_tokens='cls-only' needs a tokenizer with a [CLS] token")
+        return self._tokenizer
+
     def _load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         logger.info("loading text encoder %s from %s", self.name, self.folder)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        self._load_tokenizer()
         self._model = AutoModel.from_pretrained(str(self.folder)).to(self.device).eval()
         for p in self._model.parameters():
             p.requires_grad_(False)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask of ``texts`` as the encoder is fed them.
+
+        ``cls-only`` reproduces the release's ``tokenizer(texts, padding='max_length',
+        truncation=True, max_length=N)`` with its ALBEF ``BertTokenizer``: ``[CLS]`` + word pieces
+        truncated to ``N`` tokens including ``[CLS]``, ``[PAD]`` up to ``N``, mask 1 on ``[CLS]`` and
+        the word pieces. Word pieces come from the folder's own tokenizer (lower-casing, accent
+        stripping and punctuation splitting as its files say; a BERT folder without
+        ``tokenizer_config.json`` lower-cases, as the release's tokenizer does by default).
+        """
+        tokenizer = self._load_tokenizer()
+        texts = list(texts)
+        if self.special_tokens == "cls-sep":
+            return dict(tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                  return_tensors="pt"))
+        pieces = tokenizer(texts, add_special_tokens=False, truncation=True,
+                           max_length=self.max_length - 1)["input_ids"]
+        ids = torch.full((len(texts), self.max_length), int(tokenizer.pad_token_id or 0), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, word_pieces in enumerate(pieces):
+            n = len(word_pieces) + 1
+            ids[row, :n] = torch.tensor([tokenizer.cls_token_id, *word_pieces], dtype=torch.long)
+            mask[row, :n] = 1
+        tokens = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in tokenizer.model_input_names:
+            tokens["token_type_ids"] = torch.zeros_like(ids)
+        return tokens
 
     @torch.inference_mode()
     def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
@@ -177,9 +230,7 @@ class TextEncoder:
         out = []
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
-            tokens = self._tokenizer(
-                batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            ).to(self.device)
+            tokens = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
             hidden = self._model(**tokens).last_hidden_state.float()
             if self.pooling == "cls":
                 pooled = hidden[:, 0, :]
@@ -214,7 +265,8 @@ class TextEncoder:
     def info(self) -> dict:
         """What a saved model records about the encoder that made its embeddings."""
         return {"name": self.name, "revision": self.revision, "identity": self.identity, "pooling": self.pooling,
-                "max_length": self.max_length, "dim": self.dim}
+                "max_length": self.max_length, "special_tokens": self.special_tokens, "dim": self.dim}
 
     def __repr__(self) -> str:
-        return f"TextEncoder({self.name!r}, pooling={self.pooling!r}, max_length={self.max_length})"
+        return (f"TextEncoder({self.name!r}, pooling={self.pooling!r}, max_length={self.max_length}, "
+                f"special_tokens={self.special_tokens!r})")

@@ -112,7 +112,7 @@ def variant_bank(config: PretrainConfig, model: MedKLIP,
 
     texts = [variants.get(name, [text]) for name, text in zip(model.entity_names, model.entity_texts)]
     encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
-                          cache_dir=config.text.cache_dir)
+                          cache_dir=config.text.cache_dir, special_tokens=config.text.special_tokens)
     flat = encoder.encode([t for group in texts for t in group]).float()
     width = max(len(group) for group in texts)
     bank = torch.empty(len(texts), width, flat.shape[1])
@@ -130,7 +130,7 @@ def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
     from medklip.text import TextEncoder
 
     encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
-                          cache_dir=config.text.cache_dir)
+                          cache_dir=config.text.cache_dir, special_tokens=config.text.special_tokens)
     # encode first: loading the encoder draws from torch's RNG only when the cache is cold,
     # so the model's initialisation is seeded after it and does not depend on the cache
     encoder.encode([e.description for e in kb.pretraining_entities] + kb.position_texts())

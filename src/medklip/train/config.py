@@ -8,7 +8,7 @@ from pathlib import Path
 from medklip.config_utils import require
 from medklip.data.synthetic import WorldConfig
 from medklip.models.config import MedKLIPConfig
-from medklip.text.constants import POOLINGS
+from medklip.text.constants import POOLINGS, SPECIAL_TOKENS
 from medklip.train.engine import check_amp, check_device
 
 
@@ -70,12 +70,16 @@ class TextConfig:
     knowledge: str | None = None
     """Descriptions replacing or adding to the packaged knowledge base's (a file, or a packaged
     name: ``synthetic-world``); those of entities outside the queries are saved with the model."""
+    special_tokens: str = "cls-sep"
+    """``cls-sep`` ([CLS] X [SEP]) or ``cls-only`` (the release's [CLS] X, padded to max_length; the
+    ``paper`` config); recorded with the model, and added queries are encoded the same way."""
     description_variants: bool = False
     """Where the descriptions file lists several descriptions of an entity, draw one per entity
     and step (the first is the saved query); ``text.knowledge`` must be set."""
 
     def __post_init__(self) -> None:
         require(self.pooling in POOLINGS, f"text.pooling must be one of {', '.join(POOLINGS)}")
+        require(self.special_tokens in SPECIAL_TOKENS, f"text.special_tokens must be one of {', '.join(SPECIAL_TOKENS)}")
         require(not self.description_variants or bool(self.knowledge),
                 "text.description_variants needs text.knowledge (a file with several descriptions per entity)")
         require(self.max_length >= 8, "text.max_length must be >= 8")

@@ -176,7 +176,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
     sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
     info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
             "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,
-            "preprocess": predictor.preprocess.config.profile, "label_errors": len(bench.errors),
+            "preprocess": predictor.preprocess.config.profile, "label_errors": bench.label_errors,
+            "listed_images": bench.listed, "listed_images_not_found": bench.missing_images,
             "split_source": "split file" if split_file else "release list" if split == "release" else
             "publisher" if bench.official_split is not None else f"seeded ({seed})",
             "left_out_by_protocol": bench.excluded,

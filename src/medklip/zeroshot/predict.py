@@ -170,6 +170,7 @@ class Predictor:
             name = self._encoder_name or info.get("name")
             self._encoder = TextEncoder(None if name in (None, DEFAULT_TEXT_ENCODER) else name,
                                         pooling=info.get("pooling", "cls"), revision=info.get("revision"),
+                                        special_tokens=info.get("special_tokens", "cls-sep"),
                                         max_length=info.get("query_max_length", ZERO_SHOT_MAX_LENGTH))
         return self._encoder
 

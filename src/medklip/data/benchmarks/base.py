@@ -97,6 +97,13 @@ class Benchmark:
     official_split: dict[str, str] | None = None  # the publisher's own split (id -> train/valid/test)
     groups: dict[str, list[str]] = field(default_factory=dict)  # named class subsets, each macro-averaged
     excluded: dict[str, int] = field(default_factory=dict)  # rows the protocol leaves out, by reason
+    listed: int = 0  # rows of a fixed list (the release's), 0 where the benchmark reads the whole dataset
+    missing_images: int = 0  # of ``errors``: listed rows whose image is not in the user's copy
+
+    @property
+    def label_errors(self) -> int:
+        """Rows of ``errors`` that are unusable themselves (not merely missing their image)."""
+        return len(self.errors) - self.missing_images
 
     def class_counts(self, samples: Sequence[Sample] | None = None) -> dict[str, int]:
         """Positive images per class (images with grade > 0 for grading; uncertain ``-1`` is not positive)."""

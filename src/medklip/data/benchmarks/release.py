@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RELEASE_LISTS = {"chestxray14": "chestxray14_test.csv.gz", "rsna-pneumonia": "rsna_test.csv.gz"}
 CXR14_LABEL_COLUMNS = 14
+MISSING = "image listed by the release"
 
 
 def release_list(name: str) -> pandas.DataFrame:
@@ -59,7 +60,7 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
         for i, row in enumerate(df.itertuples(index=False), start=2):
             file = row[1].strip() or Path(row[0]).name
             if file not in images:
-                errors.append(make_error(source, i, file, "listed by the release but not found under the root"))
+                errors.append(make_error(source, i, file, f"{MISSING}: not found under the root"))
                 continue
             labels = {c: int(float(row[3 + k])) for k, c in enumerate(classes[:len(label_columns)])}
             samples.append(Sample(file, images[file], labels, file.split("_")[0]))
@@ -70,8 +71,8 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
             pid, listed = row.ID.strip(), Path(row.img_path.strip()).stem
             path = images.get(pid) or images.get(listed)
             if path is None:
-                errors.append(make_error(source, i, pid, f"listed by the release but neither {pid}.dcm nor "
-                                                         f"{listed}.dcm is under the root"))
+                errors.append(make_error(source, i, pid, f"{MISSING}: neither {pid}.dcm nor {listed}.dcm is "
+                                                         "under the root"))
                 continue
             label = int(float(row.classes))
             sample = Sample(pid, path, {cls: label}, pid)
@@ -89,4 +90,5 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
         raise BenchmarkError(f"{root}: none of the {len(df)} images of the release's {name} test list is there "
                              f"(first missing: {errors[0]['id'] if errors else '?'}); see `medklip evaluate --list`")
     classes_map = dict(spec["classes"])
-    return Benchmark(name, spec["title"], spec["task"], classes_map, samples, tuple(spec["split"]), errors)
+    return Benchmark(name, spec["title"], spec["task"], classes_map, samples, tuple(spec["split"]), errors,
+                     listed=len(df), missing_images=sum(e["error"].startswith(MISSING) for e in errors))
