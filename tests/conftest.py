@@ -32,8 +32,17 @@ def minilm():
     return TextEncoder()
 
 
+RESPONSIVE_GAIN = 1.5
+"""Weight scale of the fixture model's patch MLP, queries, decoder and heads (std gain / sqrt(fan-in))."""
+
+
 def make_tiny_model(encoder, seed: int = 0, backbone: str = "resnet18"):
-    """A small random MedKLIP (ResNet-18 trunk, 64 px, one decoder layer) over the knowledge base."""
+    """A small random MedKLIP (ResNet-18 trunk, 64 px, one decoder layer) over the knowledge base,
+    made to respond to its input: the release's N(0, 0.02) init leaves every probability within
+    ~1e-4 of 0.5 whatever the image, so equality tests against it could not fail; here the 2-D
+    weights after the trunk are redrawn at std ``RESPONSIVE_GAIN / sqrt(fan_in)``, and the
+    probabilities of two different images differ by 0.1 or more
+    (``test_the_fixture_model_responds_to_its_input``)."""
     import torch
 
     from medklip import MedKLIP, MedKLIPConfig
@@ -41,7 +50,13 @@ def make_tiny_model(encoder, seed: int = 0, backbone: str = "resnet18"):
 
     torch.manual_seed(seed)
     config = MedKLIPConfig(backbone=backbone, image_size=64, d_model=64, num_layers=1, dim_feedforward=64)
-    return MedKLIP.from_knowledge_base(config, KnowledgeBase.default(), encoder)
+    model = MedKLIP.from_knowledge_base(config, KnowledgeBase.default(), encoder)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and not name.startswith("image_encoder.backbone"):
+                p.copy_(torch.randn(p.shape, generator=g) * RESPONSIVE_GAIN / p.shape[1] ** 0.5)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeVar
+
+T = TypeVar("T")
 
 logger = logging.getLogger("medklip.progress")
 
@@ -84,3 +87,15 @@ class Progress:
         elif self.enabled:
             self._line(force=True, final=True)
         self.enabled = False
+
+
+def track(items: Iterable[T], total: int, desc: str, unit: str = "it", enabled: bool = True,
+          interval: float = 30.0, stream: IO[str] | None = None) -> Iterator[T]:
+    """``items``, counted by a :class:`Progress` (a bar on a terminal, a line per interval in a log)."""
+    bar = Progress(total, desc, unit=unit, enabled=enabled, interval=interval, stream=stream)
+    try:
+        for item in items:
+            yield item
+            bar.update()
+    finally:
+        bar.close()

@@ -78,14 +78,65 @@ def test_bad_requests_get_clear_errors(client, data, name, fields, status, messa
     assert r.status_code == status and message in r.json()["error"], r.text
 
 
-def test_uploads_do_not_outlive_the_request_and_names_are_not_paths(client, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+def test_uploads_do_not_outlive_the_request_and_names_are_not_paths(minilm, tmp_path) -> None:
+    """The server's upload folder is pointed at ``tmp_path`` before the server is built: each upload
+    is written there (seen by the model while the request runs), under a name of the server's, and
+    the folder is empty after every request, a failing one included. A file named by its path
+    ('../../evil.png') lands nowhere near where that path points."""
+    uploads = tmp_path / "deep" / "uploads"
+    predictor = Predictor(make_tiny_model(minilm), device="cpu")
+    predictor._encoder = minilm
+    seen: list[Path] = []
+    real_predict = predictor.predict
+
+    def recording_predict(paths, *args, **kwargs):
+        seen.append(Path(paths[0]))
+        assert seen[-1].is_file()  # the upload exists while the model reads it
+        return real_predict(paths, *args, **kwargs)
+
+    predictor.predict = recording_predict  # type: ignore[method-assign]
+    client = TestClient(create_app(PredictionService(predictor, upload_dir=uploads)))
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 40), 128, np.uint8)).save(buf, "PNG")
-    r = _post(client, buf.getvalue(), "../../evil.png", findings="effusion")
-    assert r.status_code == 200 and r.json()["image"]["filename"] == "evil.png"
-    assert list(tmp_path.iterdir()) == []
-    assert not (tmp_path.parent / "evil.png").exists()
+    for name, data, status in (("../../evil.png", buf.getvalue(), 200), ("../broken.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64,
+                                                                          422)):
+        r = _post(client, data, name, findings="effusion")
+        assert r.status_code == status, r.text
+        path = seen[-1]
+        assert path.parent.parent == uploads and path.name in ("upload.png",)  # the server's name, its folder
+        assert not path.exists() and list(uploads.iterdir()) == []  # gone after the request, also after a failure
+        # the traversal target of the user's name, resolved from the real upload location: nothing there
+        assert not (path.parent / name).resolve().exists()
+        assert not list(tmp_path.rglob(Path(name).name))
+    assert r.json()["error"] and "broken.png" in r.json()["error"] and str(uploads) not in r.json()["error"]
+    assert len(seen) == 2
+
+
+def test_a_leaked_upload_folder_would_be_seen(minilm, tmp_path, monkeypatch) -> None:
+    """The negative control of the test above: with the folder's removal switched off, the same
+    check finds the upload left behind."""
+    uploads = tmp_path / "uploads"
+    predictor = Predictor(make_tiny_model(minilm), device="cpu")
+    predictor._encoder = minilm
+    client = TestClient(create_app(PredictionService(predictor, upload_dir=uploads)))
+    kept = []
+
+    class Leaky:
+        def __init__(self, prefix: str, dir: Path) -> None:  # noqa: A002 (tempfile's own keyword)
+            self.name = tempfile.mkdtemp(prefix=prefix, dir=dir)
+            kept.append(self.name)
+
+        def __enter__(self) -> str:
+            return self.name
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", Leaky)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(buf, "PNG")
+    assert _post(client, buf.getvalue(), "x.png", findings="effusion").status_code == 200
+    assert list(uploads.iterdir()) == [Path(kept[0])]
 
 
 def test_the_page_says_which_model_and_warns_for_a_synthetic_one(minilm) -> None:

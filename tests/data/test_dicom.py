@@ -2,7 +2,6 @@
 files) and checked against values computed here from the standard's formulas (PS3.3 C.11)."""
 from __future__ import annotations
 
-import resource
 import time
 
 import numpy as np
@@ -192,12 +191,10 @@ def test_a_huge_image_is_refused_from_its_header(tmp_path) -> None:
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = save(ds, tmp_path / "bomb.dcm")
     del ds
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match="10000 x 10000 = 100,000,000 pixels is over the limit"):
         read_image(path)
-    assert time.perf_counter() - start < 5
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing inflated
+    assert time.perf_counter() - start < 5  # the memory it did not take: test_bombs_in_a_fresh_process.py
     assert image_shape(path) == (10_000, 10_000)
     small = read_image(save(make(ROW), tmp_path / "ok.dcm"), max_pixels=7)
     assert small.shape == (1, 7)

@@ -67,3 +67,14 @@ def test_world_on_disk(tmp_path) -> None:
     mtime = (root / "manifest.jsonl").stat().st_mtime_ns
     generate_world(root, CFG)  # same settings: reused, not rewritten
     assert (root / "manifest.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_world_progress_in_a_log_is_whole_lines(tmp_path, capsys) -> None:
+    """Written to a log (not a terminal), the world's progress is one line per interval and a last
+    line, never carriage-return bar updates (issue #25: 2,800 of them on one line)."""
+    generate_world(tmp_path / "w", WorldConfig(train=6, validation=2, test=4, image_size=64), progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("synthetic world")]
+    assert lines[0] == "synthetic world: 0/12 studies (0%), 0.0 studies/s"
+    assert lines[-1].startswith("synthetic world: 12/12 studies (100%), done in")

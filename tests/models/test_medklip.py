@@ -228,3 +228,20 @@ def test_from_knowledge_base_with_the_offline_encoder(minilm) -> None:
     assert model.position_texts[1] == "It is located at left_hilar"
     assert model.text_encoder_info["dim"] == 384
     torch.testing.assert_close(model.entity_embeddings[8], minilm.encode([kb.description("effusion")])[0])
+
+
+def test_the_fixture_model_responds_to_its_input(minilm) -> None:
+    """The tiny fixture model behind the equality tests separates images: any two of four random
+    images differ by >= 0.1 in some probability and some heatmap cell, an all-zero image by more;
+    so a reversed batch, a zeroed image or a wrong resize cannot pass a 1e-4 tolerance unseen."""
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model(minilm).eval()
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(4, 3, 64, 64, generator=g) - 0.45) / 0.25
+    with torch.no_grad():
+        out, zero = model(x), model(torch.zeros_like(x))
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    assert min((out.probs[i] - out.probs[j]).abs().max().item() for i, j in pairs) >= 0.1
+    assert min((out.heatmaps[i] - out.heatmaps[j]).abs().max().item() for i, j in pairs) >= 0.1
+    assert (zero.probs[0] - out.probs[0]).abs().max() >= 0.1

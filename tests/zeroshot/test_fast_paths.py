@@ -46,7 +46,12 @@ def test_the_predictor_equals_the_eager_model_on_the_release_pixels(images, mini
     with torch.no_grad():
         x = torch.stack([RELEASE(Image.open(p).convert("RGB")) for p in images])
         want = reference(x).probs[:, :10].numpy()
+        bicubic = T.Compose([T.Resize([64, 64], interpolation=T.InterpolationMode.BICUBIC), *RELEASE.transforms[1:]])
+        wrong_resize = reference(torch.stack([bicubic(Image.open(p).convert("RGB")) for p in images])).probs[:, :10]
     assert np.abs(got - want).max() <= 1e-5
+    # negative controls: the defects this tolerance must catch are far outside it
+    assert np.abs(got - wrong_resize.numpy()).max() > 100 * 1e-5
+    assert np.abs(got[::-1] - want).max() > 100 * 1e-5
 
 
 def test_onnx_export_matches_the_model(tmp_path, images, minilm, tiny_model_dir) -> None:
@@ -58,8 +63,13 @@ def test_onnx_export_matches_the_model(tmp_path, images, minilm, tiny_model_dir)
     probs, heat = onnx_session(path).run(None, {"images": x.numpy()})  # batch 4: the batch axis is dynamic
     with torch.no_grad():
         out = model(x)
+        zeroed = model(torch.cat([torch.zeros_like(x[:1]), x[1:]]))
     assert np.abs(probs - out.probs.numpy()).max() <= 1e-4
     assert np.abs(heat - out.heatmaps.numpy()).max() <= 1e-4
+    # negative controls: a reversed batch, or one image zeroed, moves both far past 1e-4
+    assert np.abs(probs[::-1] - out.probs.numpy()).max() > 100 * 1e-4
+    assert np.abs(heat[::-1] - out.heatmaps.numpy()).max() > 100 * 1e-4
+    assert np.abs(heat - zeroed.heatmaps.numpy()).max() > 100 * 1e-4
     assert main(["export", "--onnx", str(tmp_path / "cli.onnx"), "--model", str(tiny_model_dir),
                  "--findings", "effusion,pneumonia", "--describe", "covid-19=Ground-glass opacities."]) == 0
     assert json.loads((tmp_path / "cli.onnx.json").read_text())["queries"] == ["effusion", "pneumonia", "covid-19"]
@@ -91,20 +101,25 @@ def test_the_onnxruntime_backend_equals_torch(images, minilm) -> None:
     assert sorted(ort_p.backend._sessions) == [75, 76]
 
 
-def test_cli_fast_flag_is_opt_in_and_close(tiny_model_dir, tmp_path, capsys) -> None:
-    """`--fast` switches to the opt-in fast decoding (probabilities close); without it the
+def test_cli_fast_flag_is_opt_in_and_close(tiny_model_dir, images, capsys) -> None:
+    """`--fast` reaches the Predictor (the CLI's probabilities are the fast Predictor's, to the
+    batch-size noise of 1e-6, and differ from the exact ones by more than 1e-4), and stays close; without it the
     preprocessing is the exact one."""
-    image = tmp_path / "x.jpg"
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((900, 700)) * 255).astype(np.uint8)).save(image, quality=90)
+    findings = ["effusion", "pneumonia", "nodule"]
+    jpegs = [p for p in images if p.suffix == ".jpg"]
     probs = {}
     for flag in ([], ["--fast"]):
         capsys.readouterr()
-        assert main(["predict", str(image), "--model", str(tiny_model_dir), "--findings", "effusion",
+        assert main(["predict", *map(str, jpegs), "--model", str(tiny_model_dir), "--findings", ",".join(findings),
                      "--format", "json", "--workers", "0", *flag]) == 0
-        out = json.loads(capsys.readouterr().out)
-        row = out[0] if isinstance(out, list) else out
-        probs[bool(flag)] = float(row["probabilities"]["effusion"])
-    assert abs(probs[True] - probs[False]) < 1e-2
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        probs[bool(flag)] = np.array([[r["probabilities"][n] for n in findings] for r in rows])
+    expected = {fast: np.array([[r.probabilities[n] for n in findings] for r in
+                                Predictor(tiny_model_dir, fast=fast, workers=0).predict(jpegs, findings)])
+                for fast in (False, True)}
+    for fast in (False, True):
+        assert np.abs(probs[fast] - expected[fast]).max() <= 1e-6
+    assert np.abs(probs[True] - probs[False]).max() > 1e-4  # the control: --fast really changes the pixels
+    assert np.abs(probs[True] - probs[False]).max() < 1e-2
     assert not Predictor(tiny_model_dir).preprocess.config.fast
     assert Predictor(tiny_model_dir, fast=True).preprocess.config.fast

@@ -122,12 +122,15 @@ def colour_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 class PredictionService:
     """The model (loaded once) behind the page; safe to call from several request threads."""
 
-    def __init__(self, predictor: Predictor, max_upload_mb: float = MAX_UPLOAD_MB, model_name: str = "") -> None:
+    def __init__(self, predictor: Predictor, max_upload_mb: float = MAX_UPLOAD_MB, model_name: str = "",
+                 upload_dir: str | Path | None = None) -> None:
         self.predictor = predictor
         self.max_bytes = int(max_upload_mb * 1024 * 1024)
         self.model_name = model_name
         self._lock = threading.Lock()
-        self.uploads = upload_root()
+        self.uploads = Path(upload_dir) if upload_dir is not None else upload_root()
+        """Parent of the per-request upload folders (default: :func:`upload_root`)."""
+        self.uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
         stale = clean_stale_uploads(self.uploads)
         if stale:
             logger.info("removed %d stale upload folders from %s", stale, self.uploads)

@@ -15,6 +15,7 @@ from pathlib import Path
 from medklip.errors import MedKLIPError
 from medklip.extras import require
 from medklip.io_utils import errors_path
+from medklip.progress import track
 from medklip.reports import ReportFilter
 from medklip.splits import normalize_split
 
@@ -61,11 +62,7 @@ def prepare_mimic(images_root: str | Path, reports_root: str | Path, output: str
     rf = report_filter or ReportFilter()
     summary = PrepareSummary()
     triplet_cache: dict[str, list[dict] | None] = {}
-    rows = table.itertuples(index=False)
-    if progress:
-        from tqdm import tqdm
-
-        rows = tqdm(rows, total=len(table), desc="MIMIC-CXR", unit=" images")
+    rows = track(table.itertuples(index=False), len(table), "MIMIC-CXR", unit="images", enabled=progress)
     tmp = output.with_suffix(output.suffix + ".tmp")
     with tmp.open("w") as out:
         for r in rows:

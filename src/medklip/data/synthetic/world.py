@@ -28,6 +28,7 @@ from medklip.data.synthetic import findings as F
 from medklip.data.synthetic.anatomy import Canvas, Patient, render_anatomy, to_image
 from medklip.data.synthetic.reports import write_report
 from medklip.io_utils import atomic_path, atomic_write_text
+from medklip.progress import track
 from medklip.splits import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -136,10 +137,7 @@ def generate_world(root: str | Path, cfg: WorldConfig | None = None, workers: in
     jobs = [(cfg, split, i, str(root)) for split in SPLITS for i in range(getattr(cfg, split))]
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     rows = pool.imap(_write, jobs, chunksize=16) if pool else map(_write, jobs)
-    if progress:
-        from tqdm import tqdm
-
-        rows = tqdm(rows, total=len(jobs), desc="synthetic world", unit=" studies")
+    rows = track(rows, len(jobs), "synthetic world", unit="studies", enabled=progress)
     try:
         with atomic_path(root / "manifest.jsonl") as man_path, atomic_path(root / "test_labels.jsonl") as lab_path, \
                 man_path.open("w") as man, lab_path.open("w") as lab:

@@ -1,0 +1,128 @@
+"""A demo profile over seeds x simulated machines x threads: how far another CPU moves the numbers.
+
+Another CPU's kernels round differently, so the same seed trains a different model. This script
+simulates other machines on one with the kernel-dispatch switches PyTorch and oneDNN document
+(``ATEN_CPU_CAPABILITY``: PyTorch's vectorised kernels; ``ONEDNN_MAX_CPU_ISA``: oneDNN's
+convolutions) and the thread count, runs ``medklip demo`` once per cell in a fresh process, and
+prints one table: every cell's headline numbers, then min / mean / max per metric and the bars
+checked against the minimum. Cells already finished in ``--out`` are read, not rerun, so an
+interrupted matrix resumes. Results are appended to ``OUT/cells.jsonl`` as they come.
+
+    .venv/bin/python benchmarks/demo_matrix.py --quick --seeds 0 1 2 3 4 --out runs/matrix-quick
+    .venv/bin/python benchmarks/demo_matrix.py --seeds 0 1 2 --machines native default:SSE41 \\
+        --threads 2 --out runs/matrix-default            # the default profile (about 10 min a cell)
+
+Machines are ``native`` (no switch) or ``ATEN:ONEDNN`` (``avx2:AVX2``, ``default:SSE41``...).
+With ``--jobs 2`` one-thread cells run two at a time (the numbers do not depend on it; the
+minutes do).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+METRICS = [("seen_macro_auc", "seen AUC"), ("pointing_game", "pointing"), ("pointing_ratio", "pointing / chance"),
+           ("covid-19_auc_by_description", "covid-19 desc."), ("covid-19_auc_by_name", "covid-19 name"),
+           ("covid_margin", "desc. - name"), ("dice_best_macro", "Dice"), ("minutes", "min")]
+QUICK_BARS = {"seen_macro_auc": 0.80, "pointing_ratio": 2.0, "covid_margin": 0.0}
+"""Issue #25's bars for the CI profile, on every cell."""
+DEFAULT_BARS = {"seen_macro_auc": 0.90, "pointing_game": 0.70, "covid-19_auc_by_description": 0.75,
+                "covid_margin": 0.05}
+"""Issue #25's targets for the default profile, as the minimum over the matrix."""
+
+
+def machine_env(machine: str) -> dict[str, str]:
+    if machine == "native":
+        return {}
+    aten, _, onednn = machine.partition(":")
+    return {k: v for k, v in (("ATEN_CPU_CAPABILITY", aten), ("ONEDNN_MAX_CPU_ISA", onednn)) if v}
+
+
+def cell_name(seed: int, machine: str, threads: int) -> str:
+    return f"seed{seed}-{machine.replace(':', '_')}-t{threads}"
+
+
+def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, overrides: list[str]) -> dict:
+    folder = out / cell_name(seed, machine, threads)
+    env = {**os.environ, **machine_env(machine), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "medklip", "demo", "-o", str(folder), "-q",
+           "--set", f"data.world.seed={seed}", "--set", f"run.seed={seed}", *[a for o in overrides for a in ("--set", o)]]
+    if quick:
+        cmd.insert(4, "--quick")
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"seed": seed, "machine": machine, "threads": threads, "error": done.stderr[-2000:]}
+    s = json.loads((folder / "summary.json").read_text())
+    return {"seed": seed, "machine": machine, "threads": threads, "minutes": (time.perf_counter() - start) / 60,
+            "train_minutes": s["seconds"]["world + pre-training"] / 60,
+            **{k: v for k, v in s.items() if not isinstance(v, dict)},
+            "pointing_ratio": s["pointing_game"] / s["pointing_game_chance"],
+            "covid_margin": s["covid-19_auc_by_description"] - s["covid-19_auc_by_name"]}
+
+
+def table(rows: list[dict], bars: dict[str, float]) -> str:
+    ok = [r for r in rows if "error" not in r]
+    lines = ["| seed | machine | threads | " + " | ".join(label for _, label in METRICS) + " |",
+             "|---|---|---|" + "---|" * len(METRICS)]
+    for r in sorted(ok, key=lambda r: (r["seed"], r["machine"], r["threads"])):
+        lines.append(f"| {r['seed']} | {r['machine']} | {r['threads']} | "
+                     + " | ".join(f"{r[k]:.3f}" if k != "minutes" else f"{r[k]:.1f}" for k, _ in METRICS) + " |")
+    if ok:
+        for name, fn in (("min", min), ("mean", lambda v: sum(v) / len(v)), ("max", max)):
+            lines.append(f"| **{name}** | {len(ok)} cells | | "
+                         + " | ".join(f"{fn([r[k] for r in ok]):.3f}" for k, _ in METRICS) + " |")
+        lines.append("")
+        for key, bar in bars.items():
+            low = min(r[key] for r in ok)
+            lines.append(f"- {key}: minimum {low:.3f} vs bar {bar} -> {'holds' if low >= bar else 'FAILS'} "
+                         f"(margin {low - bar:+.3f})")
+    for r in rows:
+        if "error" in r:
+            lines.append(f"- FAILED seed {r['seed']} {r['machine']} t{r['threads']}: {r['error'][-300:]}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="the CI profile (medklip demo --quick)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--machines", nargs="+", default=["native", "avx2:AVX2", "default:AVX2", "default:SSE41"])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--jobs", type=int, default=1, help="one-thread cells run this many at a time")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every cell")
+    p.add_argument("--out", default="runs/demo-matrix")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "cells.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    rows = [r for r in rows if "error" not in r]
+    done = {(r["seed"], r["machine"], r["threads"]) for r in rows}
+    todo = [(s, m, t) for t in sorted(args.threads, reverse=True) for m in args.machines for s in args.seeds
+            if (s, m, t) not in done]
+
+    def one(cell: tuple[int, str, int]) -> None:
+        row = run_cell(out, *cell, args.quick, args.set)
+        rows.append(row)
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+
+    for cell in [c for c in todo if c[2] != 1]:
+        one(cell)
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        list(pool.map(one, [c for c in todo if c[2] == 1]))
+    text = table(rows, QUICK_BARS if args.quick else DEFAULT_BARS)
+    print(text)
+    (out / "matrix.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
