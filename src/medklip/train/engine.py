@@ -159,6 +159,10 @@ class Engine:
     def load(path: str | Path) -> dict:
         """A checkpoint written by :meth:`save` (a run folder means its ``checkpoint.pt``)."""
         path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        for torn in folder.glob(".checkpoint.pt.*.tmp"):  # a write cut short by a crash; the last save is intact
+            logger.info("removing %s, a checkpoint write that did not finish", torn)
+            torn.unlink(missing_ok=True)
         return load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
 
     def close(self) -> None:
