@@ -87,3 +87,15 @@ def test_image_cache(tmp_path) -> None:
     np.save(files[0], np.zeros((3, 4, 2), dtype=np.float32))  # an array of the wrong kind
     assert np.array_equal(np.asarray(cache.load(rg1_path())), np.asarray(first))
     assert np.load(files[0]).dtype == np.uint8
+
+
+def test_tiff_8_and_16_bit_read_like_png(tmp_path) -> None:
+    """TIFF (listed in IMAGE_SUFFIXES) reads to the same array as the same pixels in a PNG."""
+    rng = np.random.default_rng(3)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        pixels = (rng.random((40, 30)) * top).astype(dtype)
+        Image.fromarray(pixels).save(tmp_path / "x.tif")
+        Image.fromarray(pixels).save(tmp_path / "x.png")
+        tif, png = read_image(tmp_path / "x.tif"), read_image(tmp_path / "x.png")
+        assert tif.shape == (40, 30) and np.array_equal(tif, png)
+        assert not np.array_equal(tif, read_image(tmp_path / "x.png")[::-1])  # the control: content, not shape

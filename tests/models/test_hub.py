@@ -50,6 +50,24 @@ def test_a_model_loads_from_the_local_hub_cache_by_id_and_revision(hub_cache, tm
     assert via_factory.entity_names == model.entity_names and preprocess.config.image_size == 64
 
 
+def test_two_revisions_in_the_cache_load_their_own_weights(hub_cache, tmp_path, minilm) -> None:
+    """The cache holds two commits with different weights ('main' points at the newer): a pinned
+    revision loads its own, the default loads main's; a loader that ignored ``revision=`` fails."""
+    old, new = make_tiny_model(minilm, seed=0).eval(), make_tiny_model(minilm, seed=1).eval()
+    newer = "fedcba9876543210fedcba9876543210fedcba98"
+    put_in_cache(hub_cache, "medklip/tiny-demo", old.save_pretrained(tmp_path / "old"), commit=COMMIT, ref="v1")
+    put_in_cache(hub_cache, "medklip/tiny-demo", new.save_pretrained(tmp_path / "new"), commit=newer, ref="main")
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want_old, want_new = old(images).probs, new(images).probs
+        assert (want_old - want_new).abs().max() > 1e-2  # the two revisions are told apart
+        for revision, want in ((COMMIT, want_old), ("v1", want_old), (newer, want_new), (None, want_new)):
+            got = MedKLIP.from_pretrained("medklip/tiny-demo", revision=revision)(images).probs
+            assert torch.equal(got, want), revision
+        via_factory, _ = create_model("medklip/tiny-demo", revision="v1", device="cpu")
+        assert (via_factory(images).probs - want_old).abs().max() < 1e-5  # channels-last rounding only
+
+
 def test_an_uncached_model_offline_is_a_clear_error(hub_cache, tmp_path, minilm) -> None:
     put_in_cache(hub_cache, "medklip/tiny-demo", make_tiny_model(minilm).save_pretrained(tmp_path / "m"))
     with pytest.raises(CheckpointError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set.*"
