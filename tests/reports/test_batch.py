@@ -5,8 +5,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from medklip.cli import main
 
 REPORT = "FINDINGS: Small left pleural effusion. IMPRESSION: No pneumothorax."
