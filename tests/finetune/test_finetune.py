@@ -67,6 +67,29 @@ def test_resume_continues_exactly(world, tmp_path) -> None:
     assert resumed.test["macro"]["auc"] == pytest.approx(straight.test["macro"]["auc"], abs=1e-6)
 
 
+def test_early_stopping_stops_after_patience_epochs_without_gain(world, tmp_path) -> None:
+    """A learning rate too small to help (only BatchNorm statistics move the validation AUC): the
+    run stops at the first epoch that ends ``patience`` epochs without a new best, as its own log
+    of validation AUCs dictates; the same run with patience 50 goes all 10 epochs."""
+    import csv
+
+    frozen = ["task=classify", "optim.epochs=10", "optim.lr=1e-12"]
+    stopped = finetune(config(world, tmp_path / "a", *frozen, "optim.patience=2"), progress=False)
+    with (tmp_path / "a" / "train_log.csv").open() as f:
+        val = [float(r["val_metric"]) for r in csv.DictReader(f) if r.get("val_metric")]
+    best, bad, expected = -1.0, 0, len(val)
+    for epoch, v in enumerate(val, start=1):
+        best, bad = (v, 0) if v > best else (best, bad + 1)
+        if bad == 2:
+            expected = epoch
+            break
+    assert len(stopped.losses) == len(val) == expected < 10
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["epochs_run"] == expected
+    assert stopped.best_epoch == 1 + max(range(expected), key=lambda i: (val[i], -i))
+    full = finetune(config(world, tmp_path / "b", *frozen, "optim.patience=50"), progress=False)
+    assert len(full.losses) == 10
+
+
 def test_fraction_is_stratified_seeded_and_written(world, tmp_path) -> None:
     bench = load_benchmark("synthetic", world)
     train = bench.subset("train", make_split(bench.samples, bench.split_fractions, 0))
