@@ -1,13 +1,28 @@
 """`medklip demo --quick` end to end (the CI profile): world -> filter -> pre-training -> zero-shot
-through the benchmark evaluator."""
+through the benchmark evaluator; its numbers recomputed from the world's own labels and
+predictions.csv; the paper's behaviour asserted with bars set from the profile's spread over seeds
+and simulated CPUs (docs/demo_matrix.md)."""
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from medklip.cli import main
+
+# Bars: the minimum over the matrix of docs/demo_matrix.md (seeds x simulated CPUs x threads)
+# less a stated margin, so that another machine's rounding does not cross them while a model that
+# stopped learning, grounding or reading descriptions does.
+SEEN_AUC_BAR = 0.75
+"""Seen macro AUC: matrix minimum (docs/demo_matrix.md) less 0.03."""
+POINTING_RATIO_BAR = 2.0
+"""Pointing game (release rule) over a random patch's: matrix minimum less at least 0.3."""
+COVID_MARGIN_BAR = 0.0
+"""covid-19 AUC by its description minus by its name (the unseen disease is found by what it looks
+like, not by a word the model never saw)."""
 
 
 @pytest.mark.slow
@@ -19,21 +34,38 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert metrics["dataset"] == "synthetic" and metrics["unseen_classes"] == ["covid-19"]
     assert set(metrics["classification"]) >= {"effusion", "covid-19", "covid-19 (name)"}
-    for value in [summary["seen_macro_auc"], summary["pointing_game"], summary["dice_best_macro"],
-                  summary["covid-19_auc_by_description"], summary["covid-19_auc_by_name"],
-                  *summary["per_finding_auc"].values()]:
-        assert 0.0 <= value <= 1.0
     assert "covid-19" not in summary["per_finding_auc"] and len(summary["per_finding_auc"]) == 15
-    # well above chance (the issue's bar): a broken trainer, loss, filter or data path fails here
-    assert summary["seen_macro_auc"] >= 0.75, summary["per_finding_auc"]
-    # grounding by the release's rule, against a heatmap peaking on a random patch: 2.3x here
-    # (seed 0; seeds 1 and 2 of the quick profile give 1.9x and 1.3x, README), so 1.5x is the bar
-    # that a float difference between machines does not cross but a model that stopped grounding does
-    assert summary["pointing_game"] >= 1.5 * summary["pointing_game_chance"], summary
+
+    # every AUC and macro average again, from the world's label file and predictions.csv
+    labels = {}
+    for line in (tmp_path / "demo" / "world" / "test_labels.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        labels[row["study_id"]] = row["labels"]
+    with (z / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["id"] for r in rows) == sorted(labels) and len(rows) == 600
+    auc = {}
+    for prompt, entity in metrics["prompts"].items():
+        finding = entity.removesuffix(" [name]")
+        y = np.array([labels[r["id"]][finding] for r in rows])
+        auc[prompt] = roc_auc_score(y, [float(r[f"prob:{prompt}"]) for r in rows])
+        assert metrics["classification"][prompt]["auc"] == pytest.approx(auc[prompt], abs=1e-12), prompt
+    seen = [auc[p] for p in summary["per_finding_auc"]]
+    assert summary["seen_macro_auc"] == metrics["macro_seen"]["auc"] == pytest.approx(np.mean(seen), abs=1e-12)
+    assert metrics["macro_unseen"]["auc"] == pytest.approx(auc["covid-19"], abs=1e-12)
+    assert metrics["macro_unseen_name"]["auc"] == pytest.approx(auc["covid-19 (name)"], abs=1e-12)
+    assert summary["covid-19_auc_by_description"] == auc["covid-19"]
+    assert summary["covid-19_auc_by_name"] == auc["covid-19 (name)"]
+
+    # the paper's behaviour, with bars below the spread over machines
+    assert summary["seen_macro_auc"] >= SEEN_AUC_BAR, summary["per_finding_auc"]
+    assert summary["pointing_game"] >= POINTING_RATIO_BAR * summary["pointing_game_chance"], summary
+    margin = summary["covid-19_auc_by_description"] - summary["covid-19_auc_by_name"]
+    assert margin > COVID_MARGIN_BAR, summary
     with (tmp_path / "demo" / "pretrain" / "train_log.csv").open() as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
     assert losses[-1] < 0.5 * losses[0], losses
-    assert (z / "roc_curves.png").is_file() and (z / "report.md").is_file() and (z / "predictions.csv").is_file()
+    assert (z / "roc_curves.png").is_file() and (z / "report.md").is_file()
     assert list((z / "heatmaps").glob("*.png"))
     best = tmp_path / "demo" / "pretrain" / "best"
     assert (best / "model.safetensors").is_file()

@@ -109,3 +109,19 @@ def test_cls_only_changes_the_embedding_and_the_cache_keys_on_it(vocab_only_fold
 def test_special_tokens_is_validated() -> None:
     with pytest.raises(ValueError, match="special_tokens"):
         TextEncoder(special_tokens="sep")
+
+
+def test_the_paper_config_tokenises_as_the_release_and_the_model_records_it(vocab_only_folder, tmp_path) -> None:
+    from medklip import MedKLIP, MedKLIPConfig
+    from medklip.config_utils import load_config
+    from medklip.train.config import PretrainConfig, builtin_config
+
+    paper = load_config(PretrainConfig, builtin_config("paper"))
+    assert (paper.text.special_tokens, paper.text.max_length) == ("cls-only", 128)
+    assert load_config(PretrainConfig, builtin_config("demo")).text.special_tokens == "cls-sep"
+    encoder = TextEncoder(str(vocab_only_folder), special_tokens="cls-only", max_length=128, cache_dir=tmp_path)
+    model = MedKLIP.from_knowledge_base(MedKLIPConfig(backbone="local", image_size=64, d_model=32, num_layers=1,
+                                                      dim_feedforward=32, text_dim=32), KnowledgeBase.default(), encoder)
+    again = MedKLIP.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert again.text_encoder_info["special_tokens"] == "cls-only"
+    assert again.text_encoder_info["max_length"] == 128 and again.text_encoder_info["query_max_length"] == 64
