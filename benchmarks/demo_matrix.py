@@ -105,7 +105,8 @@ def main() -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     rows = [r for r in rows if "error" not in r]
     done = {(r["seed"], r["machine"], r["threads"]) for r in rows}
-    todo = [(s, m, t) for t in sorted(args.threads, reverse=True) for m in args.machines for s in args.seeds
+    # seed by seed, every machine for each: an interrupted matrix still covers every machine
+    todo = [(s, m, t) for t in sorted(args.threads, reverse=True) for s in args.seeds for m in args.machines
             if (s, m, t) not in done]
 
     def one(cell: tuple[int, str, int]) -> None:
