@@ -77,6 +77,33 @@ def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], 
     return path
 
 
+def save_forest_plot(result: Mapping, path: str | Path, name_a: str = "A", name_b: str = "B") -> Path:
+    """AUC differences (a - b) with their paired-bootstrap intervals, one row per class, the macro
+    row at the bottom (``medklip compare``'s result)."""
+    plt = _plt()
+    rows = [(k, v) for k, v in result["classes"].items()]
+    if "macro" in result:
+        rows.append(("macro", result["macro"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.32 * len(rows)))
+    for i, (name, r) in enumerate(rows):
+        y = len(rows) - 1 - i
+        lo, hi = r["delta_ci"]
+        colour = "black" if name == "macro" else ("tab:red" if lo > 0 or hi < 0 else "tab:blue")
+        ax.plot([lo, hi], [y, y], "-", color=colour, lw=1.6)
+        ax.plot([r["delta"]], [y], "D" if name == "macro" else "o", color=colour, ms=5)
+    ax.axvline(0, color="gray", ls=":")
+    ax.set_yticks(range(len(rows)), [name for name, _ in reversed(rows)], fontsize=8)
+    level = round(100 * (1 - result["alpha"]))
+    ax.set_xlabel(f"AUC {name_a} - AUC {name_b} ({level}% paired-bootstrap interval; red: excludes 0)")
+    ax.set_title(f"{result['dataset']}: {result['images']} images", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def fmt(v: object) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -182,6 +182,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
             "publisher" if bench.official_split is not None else f"seeded ({seed})",
             "left_out_by_protocol": bench.excluded,
             "class_counts": bench.class_counts(samples), "prompts": {p.label: p.key for p in run.prompts},
+            "prompt_classes": {p.label: p.cls for p in run.prompts},
             "seconds": round(time.perf_counter() - started, 2)}
     return write_run(bench, run, out_dir, info)
 

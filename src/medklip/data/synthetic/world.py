@@ -136,8 +136,8 @@ def generate_world(root: str | Path, cfg: WorldConfig | None = None, workers: in
     (root / "masks" / "test").mkdir(parents=True, exist_ok=True)
     jobs = [(cfg, split, i, str(root)) for split in SPLITS for i in range(getattr(cfg, split))]
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
-    rows = pool.imap(_write, jobs, chunksize=16) if pool else map(_write, jobs)
-    rows = track(rows, len(jobs), "synthetic world", unit="studies", enabled=progress)
+    rows = track(pool.imap(_write, jobs, chunksize=16) if pool else map(_write, jobs), len(jobs), "synthetic world",
+                 unit="studies", enabled=progress)
     try:
         with atomic_path(root / "manifest.jsonl") as man_path, atomic_path(root / "test_labels.jsonl") as lab_path, \
                 man_path.open("w") as man, lab_path.open("w") as lab:
