@@ -1,7 +1,7 @@
 """`medklip demo --quick` end to end (the CI profile): world -> filter -> pre-training -> zero-shot
 through the benchmark evaluator; its numbers recomputed from the world's own labels and
-predictions.csv; the paper's behaviour asserted with bars set from the profile's spread over seeds
-and simulated CPUs (docs/demo_matrix.md)."""
+predictions.csv; the paper's behaviour (seen findings read, heatmaps on the finding) asserted with
+bars set from the profile's spread over seeds and simulated CPUs (docs/demo_matrix.md)."""
 from __future__ import annotations
 
 import csv
@@ -17,12 +17,12 @@ from medklip.cli import main
 # less a stated margin, so that another machine's rounding does not cross them while a model that
 # stopped learning, grounding or reading descriptions does.
 SEEN_AUC_BAR = 0.75
-"""Seen macro AUC: matrix minimum (docs/demo_matrix.md) less 0.03."""
+"""Seen macro AUC: at least 0.03 below the matrix minimum (docs/demo_matrix.md)."""
 POINTING_RATIO_BAR = 2.0
-"""Pointing game (release rule) over a random patch's: matrix minimum less at least 0.3."""
-COVID_MARGIN_BAR = 0.0
-"""covid-19 AUC by its description minus by its name (the unseen disease is found by what it looks
-like, not by a word the model never saw)."""
+"""Pointing game (release rule) over a random patch's: at least 0.3 below the matrix minimum."""
+# Not asserted: covid-19 found better by its description than by its name. The quick profile does on
+# some cells and not on others (docs/demo_matrix.md: from -0.05 to +0.20); the default profile does
+# on every seed measured (README), and the README reports it from there.
 
 
 @pytest.mark.slow
@@ -60,8 +60,7 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     # the paper's behaviour, with bars below the spread over machines
     assert summary["seen_macro_auc"] >= SEEN_AUC_BAR, summary["per_finding_auc"]
     assert summary["pointing_game"] >= POINTING_RATIO_BAR * summary["pointing_game_chance"], summary
-    margin = summary["covid-19_auc_by_description"] - summary["covid-19_auc_by_name"]
-    assert margin > COVID_MARGIN_BAR, summary
+    assert 0 <= summary["covid-19_auc_by_description"] <= 1 and 0 <= summary["covid-19_auc_by_name"] <= 1
     with (tmp_path / "demo" / "pretrain" / "train_log.csv").open() as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
     assert losses[-1] < 0.5 * losses[0], losses
