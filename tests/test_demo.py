@@ -18,8 +18,9 @@ from medklip.cli import main
 # stopped learning, grounding or reading descriptions does.
 SEEN_AUC_BAR = 0.75
 """Seen macro AUC: at least 0.03 below the matrix minimum (docs/demo_matrix.md)."""
-POINTING_RATIO_BAR = 2.0
-"""Pointing game (release rule) over a random patch's: at least 0.3 below the matrix minimum."""
+POINTING_RATIO_BAR = 1.6
+"""Pointing game (release rule) over a random patch's: 0.4 below the matrix minimum (2.01x, seed 0
+on a simulated AVX2 CPU). The issue's 2x is met on every cell measured, but by 0.01 on that one."""
 # Not asserted: covid-19 found better by its description than by its name. The quick profile does on
 # some cells and not on others (docs/demo_matrix.md: from -0.05 to +0.20); the default profile does
 # on every seed measured (README), and the README reports it from there.
