@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,6 @@ TARGETS = {
     "reports/filter.py": ["tests/reports/test_filter.py"],
 }
 """Module (under src/medklip) -> the unit tests that cover it."""
-COUNTS = re.compile(r"KILLED (\d+)\s+TIMEOUT (\d+)\s+SUSPICIOUS (\d+)\s+SURVIVED (\d+)\s+SKIPPED (\d+)")
 
 
 def mutmut_executable(given: str | None) -> str:
@@ -47,6 +45,16 @@ def mutmut_executable(given: str | None) -> str:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mutmut==2.5.1"], check=True)
     return str(exe)
+
+
+def mutant_status(cache: Path) -> dict[str, int]:
+    """Mutants per status in mutmut's result cache (``ok_killed``, ``bad_survived``, ``bad_timeout``...)."""
+    import sqlite3
+
+    if not cache.is_file():
+        return {}
+    with sqlite3.connect(cache) as db:
+        return dict(db.execute("select status, count(*) from Mutant group by status").fetchall())
 
 
 def run_module(module: str, tests: list[str], mutmut: str, out: Path) -> dict:
@@ -61,10 +69,11 @@ def run_module(module: str, tests: list[str], mutmut: str, out: Path) -> dict:
         done = subprocess.run([mutmut, "run", "--paths-to-mutate", f"src/medklip/{module}", "--runner", runner,
                                "--tests-dir", "tests", "--simple-output", "--no-progress"],
                               cwd=work, capture_output=True, text=True)
-        found = COUNTS.findall(done.stdout)
-        if not found:
-            raise RuntimeError(f"{module}: mutmut printed no counts:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        killed, timeout, suspicious, survived, skipped = map(int, found[-1])
+        status = mutant_status(work / ".mutmut-cache")
+        if not status or status.get("untested"):
+            raise RuntimeError(f"{module}: mutmut did not finish ({status}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        killed, timeout, suspicious = status.get("ok_killed", 0), status.get("bad_timeout", 0), status.get("ok_suspicious", 0)
+        survived, skipped = status.get("bad_survived", 0), status.get("skipped", 0)
         show = subprocess.run([mutmut, "show", "all"], cwd=work, capture_output=True, text=True).stdout
         name = module.replace("/", "_").removesuffix(".py")
         (out / f"{name}.survivors.diff").write_text(show)

@@ -133,3 +133,10 @@ def test_the_release_cxr14_script_descriptions_differ_in_three_texts_only() -> N
         assert any(ord(c) > 127 for c in base.description(name))
         assert all(ord(c) < 128 for c in script.description(name))
     assert script.description("lesion").startswith("Lung nodules, pulmonary nodules, white spots, lesions these")
+
+
+def test_a_name_described_twice_is_an_error_not_a_silent_choice() -> None:
+    from medklip.knowledge import parse_describe_args
+
+    with pytest.raises(KnowledgeBaseFileError, match="item 2: 'covid-19' is described twice"):
+        parse_describe_args(["covid-19=Ground-glass opacities.", "covid-19=Bilateral peripheral opacities."])

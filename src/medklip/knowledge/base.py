@@ -346,5 +346,9 @@ def parse_describe_args(items: Sequence[str], source: str = "--describe") -> dic
             raise KnowledgeBaseFileError(
                 f"{source} item {i}: the description of {name.strip()!r} is empty"
             )
+        if name.strip() in out:  # never keep one and drop the other without a word
+            raise KnowledgeBaseFileError(
+                f"{source} item {i}: {name.strip()!r} is described twice; give one description per name"
+            )
         out[name.strip()] = description.strip()
     return out
