@@ -24,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
-    "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
+    "evaluation/metrics.py": ["tests/evaluation/test_metrics.py",
+                              "tests/evaluation/test_compare.py::test_bootstrap_aucs_equal_the_auc_of_each_resample_drawn_out"],
     "evaluation/grounding.py": ["tests/evaluation/test_grounding.py",
                                 "tests/evaluation/test_metrics_from_predictions.py::test_random_patch_hit_rate_by_hand",
                                 "tests/evaluation/test_metrics_from_predictions.py::test_mean_iou_over_thresholds_by_hand",
