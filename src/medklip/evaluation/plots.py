@@ -18,6 +18,16 @@ def _plt():
     return require("matplotlib.pyplot", "eval")
 
 
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return path
+
+
 def smooth_upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a patch-grid heatmap to an image shape, for drawing only."""
     from PIL import Image
@@ -41,12 +51,7 @@ def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title
         axes[1].contour(mask.astype(float), levels=[0.5], colors="white", linewidths=1.0)
     axes[1].set_title(f"{title}: p = {probability:.3f}")
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="attention")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path,
@@ -70,11 +75,7 @@ def save_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], 
         aucs = [c[2] for c in curves.values() if np.isfinite(c[2])]
         ax.plot([], [], "-", color="tab:blue", label=f"{len(curves)} prompts, mean AUC {np.mean(aucs):.3f}")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def save_forest_plot(result: Mapping, path: str | Path, name_a: str = "A", name_b: str = "B") -> Path:
@@ -96,12 +97,7 @@ def save_forest_plot(result: Mapping, path: str | Path, name_a: str = "A", name_
     level = round(100 * (1 - result["alpha"]))
     ax.set_xlabel(f"AUC {name_a} - AUC {name_b} ({level}% paired-bootstrap interval; red: excludes 0)")
     ax.set_title(f"{result['dataset']}: {result['images']} images", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
