@@ -16,8 +16,9 @@ from medklip.cli import main
 # Bars: the minimum over the matrix of docs/demo_matrix.md (seeds x simulated CPUs x threads)
 # less a stated margin, so that another machine's rounding does not cross them while a model that
 # stopped learning, grounding or reading descriptions does.
-SEEN_AUC_BAR = 0.75
-"""Seen macro AUC: at least 0.03 below the matrix minimum (docs/demo_matrix.md)."""
+SEEN_AUC_BAR = 0.73
+"""Seen macro AUC: at least 0.03 below the matrix minimum (0.768, seed 3 on a simulated AVX2 CPU;
+docs/demo_matrix.md)."""
 POINTING_RATIO_BAR = 1.6
 """Pointing game (release rule) over a random patch's: 0.4 below the matrix minimum (2.01x, seed 0
 on a simulated AVX2 CPU). The issue's 2x is met on every cell measured, but by 0.01 on that one."""
