@@ -44,13 +44,10 @@ def add_knowledge(sub: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------ convert-official
 def cmd_convert_official(args: argparse.Namespace) -> int:
     from medklip.models import MedKLIP
-    from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
-    from medklip.text import TextEncoder
-    from medklip.text.constants import RELEASE_SPECIAL_TOKENS
+    from medklip.models.official import release_text_encoder
 
     kb = knowledge_from_args(args)
-    encoder = TextEncoder(args.text_encoder, pooling="cls", cache_dir=args.cache_dir, max_length=ZERO_SHOT_MAX_LENGTH,
-                          special_tokens=RELEASE_SPECIAL_TOKENS)
+    encoder = release_text_encoder(args.text_encoder, cache_dir=args.cache_dir)
     model = MedKLIP.from_official_checkpoint(args.checkpoint, text_encoder=encoder, knowledge=kb)
     out = model.save_pretrained(args.output)
     print(f"saved {out} ({model.config.backbone}, {len(model.entity_names)} queries, "

@@ -121,6 +121,13 @@ def infer_config(state: Mapping[str, torch.Tensor], num_heads: int = 4) -> MedKL
     )
 
 
+def release_text_encoder(name_or_path: str | None = None, cache_dir: str | None = None) -> TextEncoder:
+    """The text encoder as the release's test scripts run it: ``[CLS]`` + word pieces (no ``[SEP]``)
+    padded to 64, the CLS vector; default the paper's Bio_ClinicalBERT."""
+    return TextEncoder(name_or_path or PAPER_TEXT_ENCODER, pooling="cls", max_length=ZERO_SHOT_MAX_LENGTH,
+                       special_tokens=RELEASE_SPECIAL_TOKENS, cache_dir=cache_dir)
+
+
 def load_official_checkpoint(
     cls: type[MedKLIP],
     path: str | Path,
@@ -147,8 +154,7 @@ def load_official_checkpoint(
     e_names = p_names = e_texts = p_texts = None
     record = None
     if entity_embeddings is None or position_embeddings is None:
-        encoder = text_encoder if isinstance(text_encoder, TextEncoder) else TextEncoder(
-            text_encoder or PAPER_TEXT_ENCODER, max_length=ZERO_SHOT_MAX_LENGTH, special_tokens=RELEASE_SPECIAL_TOKENS)
+        encoder = text_encoder if isinstance(text_encoder, TextEncoder) else release_text_encoder(text_encoder)
         if (encoder.special_tokens, encoder.max_length, encoder.pooling) != (RELEASE_SPECIAL_TOKENS, ZERO_SHOT_MAX_LENGTH,
                                                                               "cls"):
             logger.warning("%s: the release encodes queries with special_tokens=%r, max_length %d and the CLS "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from medklip.knowledge import KnowledgeBase, read_description_variants, resolve_
 from medklip.models import MedKLIP
 from medklip.reports import ReportFilter
 from medklip.train.config import PretrainConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medklip.text import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +112,8 @@ def variant_bank(config: PretrainConfig, model: MedKLIP,
     is its query), for drawing one per step; None without ``text.description_variants``."""
     if not config.text.description_variants:
         return None
-    from medklip.text import TextEncoder
-
     texts = [variants.get(name, [text]) for name, text in zip(model.entity_names, model.entity_texts)]
-    encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
-                          cache_dir=config.text.cache_dir, special_tokens=config.text.special_tokens)
+    encoder = text_encoder(config)
     flat = encoder.encode([t for group in texts for t in group]).float()
     width = max(len(group) for group in texts)
     bank = torch.empty(len(texts), width, flat.shape[1])
@@ -126,11 +127,16 @@ def variant_bank(config: PretrainConfig, model: MedKLIP,
     return bank, torch.tensor([len(g) for g in texts])
 
 
-def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
+def text_encoder(config: PretrainConfig) -> TextEncoder:
+    """The frozen text encoder of ``config.text`` (model, pooling, token limit, special tokens, cache)."""
     from medklip.text import TextEncoder
 
-    encoder = TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
-                          cache_dir=config.text.cache_dir, special_tokens=config.text.special_tokens)
+    return TextEncoder(config.text.encoder, pooling=config.text.pooling, max_length=config.text.max_length,
+                       cache_dir=config.text.cache_dir, special_tokens=config.text.special_tokens)
+
+
+def build_model(config: PretrainConfig, kb: KnowledgeBase) -> MedKLIP:
+    encoder = text_encoder(config)
     # encode first: loading the encoder draws from torch's RNG only when the cache is cold,
     # so the model's initialisation is seeded after it and does not depend on the cache
     encoder.encode([e.description for e in kb.pretraining_entities] + kb.position_texts())

@@ -54,6 +54,7 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
     source = Path(f"<release list {RELEASE_LISTS[name]}>")
     classes = list(spec["classes"])
     samples, errors = [], []
+    missing = 0  # listed rows whose image is not in the user's copy
     if name == "chestxray14":
         images = index_files(root, {".png"})
         label_columns = list(df.columns[3:3 + CXR14_LABEL_COLUMNS])
@@ -61,6 +62,7 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
             file = row[1].strip() or Path(row[0]).name
             if file not in images:
                 errors.append(make_error(source, i, file, f"{MISSING}: not found under the root"))
+                missing += 1
                 continue
             labels = {c: int(float(row[3 + k])) for k, c in enumerate(classes[:len(label_columns)])}
             samples.append(Sample(file, images[file], labels, file.split("_")[0]))
@@ -73,6 +75,7 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
             if path is None:
                 errors.append(make_error(source, i, pid, f"{MISSING}: neither {pid}.dcm nor {listed}.dcm is "
                                                          "under the root"))
+                missing += 1
                 continue
             label = int(float(row.classes))
             sample = Sample(pid, path, {cls: label}, pid)
@@ -91,4 +94,4 @@ def read_release_split(name: str, root: Path, spec: dict) -> Benchmark:
                              f"(first missing: {errors[0]['id'] if errors else '?'}); see `medklip evaluate --list`")
     classes_map = dict(spec["classes"])
     return Benchmark(name, spec["title"], spec["task"], classes_map, samples, tuple(spec["split"]), errors,
-                     listed=len(df), missing_images=sum(e["error"].startswith(MISSING) for e in errors))
+                     listed=len(df), missing_images=missing)
