@@ -63,7 +63,7 @@ def run_demo(output: str | Path = "runs/demo", quick: bool = False, overrides: t
     result = pretrain(cfg, progress=progress)
     times["world + pre-training"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    metrics = evaluate_dataset("synthetic", cfg.data.world_dir, result.best_model, output / "zeroshot", split="all",
+    metrics = evaluate_dataset("synthetic", cfg.data.world_dir, result.best_model, output / "zeroshot", split="test",
                                n_boot=200, n_overlays=2, progress=progress, device=cfg.run.device
                                if cfg.run.device != "auto" else None)
     times["zero-shot evaluation"] = time.perf_counter() - t1

@@ -113,6 +113,40 @@ def random_patch_hit_rate(grid: tuple[int, int], mask: np.ndarray) -> float:
     return float((inside > 0).mean())
 
 
+_Case = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+
+
+def _segmentation_cases(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[_Case]:
+    if len(heatmaps) != len(masks) or not heatmaps:
+        raise ValueError("need the same, non-zero number of heatmaps and masks")
+    cases = []
+    for h, m in zip(heatmaps, masks):
+        m = np.asarray(m, bool)
+        area, inside = _patch_overlaps(np.asarray(h).shape, m)
+        cases.append((normalize_heatmap(h).ravel(), area, inside, float(m.sum())))
+    return cases
+
+
+def _scores_at(cases: Sequence[_Case], t: float) -> tuple[float, float]:
+    """Mean Dice and mean IoU over the cases of the normalised maps binarised at ``>= t``."""
+    dices, ious = [], []
+    for norm, area, inside, truth in cases:
+        on = norm >= t
+        overlap, predicted = inside[on].sum(), area[on].sum()
+        union = predicted + truth - overlap
+        dices.append(1.0 if predicted + truth == 0 else 2 * overlap / (predicted + truth))
+        ious.append(1.0 if union == 0 else overlap / union)
+    return float(np.mean(dices)), float(np.mean(ious))
+
+
+def segmentation_at(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float
+                    ) -> SegmentationScores:
+    """Mean Dice and IoU of the block-upsampled, min-max normalised patch-grid ``heatmaps``
+    binarised at ``>= threshold`` (a threshold chosen elsewhere, e.g. on a validation split)."""
+    dice, iou = _scores_at(_segmentation_cases(heatmaps, masks), threshold)
+    return SegmentationScores(dice, iou, float(threshold))
+
+
 def best_threshold_segmentation(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                                 step: float = 0.01) -> SegmentationScores:
     """The paper's search: mean Dice over images of the block-upsampled, min-max normalised
@@ -121,25 +155,12 @@ def best_threshold_segmentation(heatmaps: Sequence[np.ndarray], masks: Sequence[
 
     Computed per patch (a block-upsampled map is constant over each patch's block), which gives
     exactly the pixel-level values at a fraction of the cost."""
-    if len(heatmaps) != len(masks) or not heatmaps:
-        raise ValueError("need the same, non-zero number of heatmaps and masks")
-    cases = []
-    for h, m in zip(heatmaps, masks):
-        m = np.asarray(m, bool)
-        area, inside = _patch_overlaps(np.asarray(h).shape, m)
-        cases.append((normalize_heatmap(h).ravel(), area, inside, float(m.sum())))
+    cases = _segmentation_cases(heatmaps, masks)
     best = SegmentationScores(-1.0, 0.0, 0.0)
     for t in np.arange(step, 1.0, step):
-        dices, ious = [], []
-        for norm, area, inside, truth in cases:
-            on = norm >= t
-            overlap, predicted = inside[on].sum(), area[on].sum()
-            union = predicted + truth - overlap
-            dices.append(1.0 if predicted + truth == 0 else 2 * overlap / (predicted + truth))
-            ious.append(1.0 if union == 0 else overlap / union)
-        d = float(np.mean(dices))
+        d, iou = _scores_at(cases, float(t))
         if d > best.dice:
-            best = SegmentationScores(d, float(np.mean(ious)), float(t))
+            best = SegmentationScores(d, iou, float(t))
     return best
 
 

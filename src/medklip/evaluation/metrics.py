@@ -89,6 +89,16 @@ def best_f1(y_true, y_score) -> BinaryScores:
     return BinaryScores(roc_auc(y, s), float(f1[i]), accuracy, threshold)
 
 
+def f1_accuracy_at(y_true, y_score, threshold: float) -> tuple[float, float]:
+    """F1 and accuracy of ``score >= threshold`` (a threshold chosen on other data)."""
+    y, s = _check(y_true, y_score)
+    on = s >= threshold
+    tp = float(np.sum(on & (y == 1)))
+    predicted, positives = float(on.sum()), float(y.sum())
+    f1 = 2 * tp / (predicted + positives) if predicted + positives else 0.0
+    return f1, float(np.mean(on == y))
+
+
 def macro(values) -> float:
     """Mean over classes, ignoring NaN (a class with one label value)."""
     arr = np.asarray(list(values), dtype=np.float64)

@@ -32,6 +32,7 @@ from medklip.evaluation.metrics import (
     macro,
     roc_curve,
 )
+from medklip.evaluation.operating import OperatingPoints, classification_at, grounding_at
 
 DESCRIPTION, NAME = "description", "name"
 
@@ -96,9 +97,14 @@ def classification(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int,
 
 
 def _macro_rows(rows: Iterable[Mapping[str, Any]]) -> dict:
-    """Macro averages of AUC, F1 and ACC over classification rows."""
+    """Macro averages of AUC, F1 and ACC over classification rows (and of F1 / ACC at the
+    operating points, over the classes that have one: ``operating_classes``)."""
     rows = list(rows)
-    return {m: macro(v[m] for v in rows) for m in ("auc", "f1", "accuracy")}
+    out = {m: macro(v[m] for v in rows) for m in ("auc", "f1", "accuracy")}
+    if any("operating_f1" in v for v in rows):
+        out.update({m: macro(v.get(m, float("nan")) for v in rows) for m in ("operating_f1", "operating_accuracy")})
+        out["operating_classes"] = sum(1 for v in rows if np.isfinite(v.get("operating_f1", float("nan"))))
+    return out
 
 
 def pointing_hits(cases: Sequence[GroundingCase]) -> np.ndarray:
@@ -143,8 +149,11 @@ def grounding(cases: Sequence[GroundingCase], n_boot: int, seed: int) -> dict:
             "recall": counts.recall, "precision": counts.precision, "images": len(cases)}
 
 
-def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
-    """The metrics dictionary (metrics.json) of one run; fills ``run.curves`` for the ROC plot."""
+def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
+          operating: OperatingPoints | None = None) -> dict:
+    """The metrics dictionary (metrics.json) of one run; fills ``run.curves`` for the ROC plot.
+    With ``operating``, each class and grounded prompt is also scored at the thresholds chosen
+    there (``operating_*``; the test-tuned ``f1`` / ``accuracy`` / ``dice_best`` stay)."""
     metrics: dict = {"dataset": bench.name, "task": bench.task, "images": len(run.samples),
                      "failed_images": len(run.failures), "classification": {}, "grounding": {}}
     resamples: dict[int, np.ndarray] = {}  # one resampling per test-set size, shared by the classes
@@ -162,11 +171,18 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
             if n_boot and len(y) not in resamples:
                 resamples[len(y)] = bootstrap_counts(len(y), n_boot, seed)
             metrics["classification"][prompt.label] = classification(y, p, n_boot, seed, resamples.get(len(y)))
+            if operating is not None:
+                metrics["classification"][prompt.label].update(
+                    classification_at(y, p, operating.thresholds.get(prompt.label)))
             if len(np.unique(y)) == 2:
                 fpr, tpr, _ = roc_curve(y, p)
                 run.curves[prompt.label] = (fpr, tpr, metrics["classification"][prompt.label]["auc"])
         if run.grounding.get(j):
             metrics["grounding"][prompt.label] = grounding(run.grounding[j], n_boot, seed)
+            if operating is not None:
+                cases = run.grounding[j]
+                metrics["grounding"][prompt.label].update(grounding_at(
+                    [c.heatmap for c in cases], [c.mask for c in cases], operating.grounding.get(prompt.label)))
             if bench.task == "phrase-ground":
                 metrics["grounding"][prompt.label].update(phrase_scores(run.grounding[j], n_boot, seed))
     by_label = {p.label: p for p in run.prompts}
@@ -186,6 +202,8 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
             metrics[f"macro_{group}"] = _macro_rows(part)
             metrics[f"macro_{group}"]["classes"] = len(part)
     metrics["unseen_classes"] = sorted({p.cls for p in run.prompts if not p.seen})
+    if operating is not None:
+        metrics["operating_points"] = operating.to_dict()
     pooled = [c for j, cases in run.grounding.items() if run.prompts[j].kind == DESCRIPTION for c in cases]
     if pooled:
         hits = pointing_hits(pooled)
@@ -197,6 +215,9 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int) -> dict:
             "dice_best_macro": macro(v["dice_best"] for k, v in metrics["grounding"].items()
                                      if by_label[k].kind == DESCRIPTION),
             "instances": len(pooled)}
+        if operating is not None:
+            metrics["grounding_overall"]["operating_dice_macro"] = macro(
+                v["operating_dice"] for k, v in metrics["grounding"].items() if by_label[k].kind == DESCRIPTION)
         if bench.task == "phrase-ground":
             metrics["grounding_overall"].update(phrase_scores(pooled, n_boot, seed))
     return metrics

@@ -25,6 +25,7 @@ from medklip.data.preprocess import Preprocess
 from medklip.data.profiles import RELEASE_PROFILES
 from medklip.errors import MedKLIPError
 from medklip.evaluation.grounding import resize_mask_nearest
+from medklip.evaluation.operating import OperatingPoints, fit_operating_points, unavailable
 from medklip.evaluation.plots import save_overlay
 from medklip.evaluation.report import PredictionsWriter, slug, write_run
 from medklip.evaluation.scoring import (
@@ -36,7 +37,7 @@ from medklip.evaluation.scoring import (
     score,
 )
 from medklip.progress import Progress
-from medklip.splits import SPLITS
+from medklip.splits import SPLITS, VALIDATION, normalize_split
 from medklip.zeroshot.loading import iter_batches
 from medklip.zeroshot.phrases import run_phrase_grounding
 from medklip.zeroshot.predict import Predictor
@@ -60,8 +61,10 @@ def build_prompts(bench: Benchmark, model_entities: Sequence[str], by_name: bool
 def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample], out_dir: Path,
                   assignment: Mapping[str, str] | None = None, describe: Mapping[str, str] | None = None,
                   by_name: bool = True, batch_size: int = 16, n_boot: int = 1000, seed: int = 0,
-                  n_overlays: int = 6, progress: Progress | None = None) -> EvaluationRun:
-    """Predict every sample (unreadable images are listed, not fatal) and score them."""
+                  n_overlays: int = 6, progress: Progress | None = None,
+                  operating: OperatingPoints | None = None) -> EvaluationRun:
+    """Predict every sample (unreadable images are listed, not fatal) and score them (also at
+    ``operating``'s thresholds when given)."""
     prompts, name_texts = build_prompts(bench, predictor.model.entity_names, by_name)
     unknown = [k for k in describe or {} if k not in bench.classes and k not in bench.classes.values()]
     if unknown:
@@ -115,8 +118,38 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                             item.display, heat, out_dir / "heatmaps" / f"{slug(s.id)}_{slug(prompts[j].label)}.png",
                             prompts[j].label, float(p[i, j]), resize_mask_nearest(original, shape)))
     run.probs = np.concatenate(probs) if probs else np.zeros((0, len(prompts)))
-    run.metrics = score(bench, run, n_boot, seed)
+    run.metrics = score(bench, run, n_boot, seed, operating)
     return run
+
+
+def operating_points_of(run: EvaluationRun, source: str) -> OperatingPoints:
+    """Each prompt's F1-maximising threshold and grounding threshold on ``run`` (e.g. the
+    validation split's predictions)."""
+    labels, probs = {}, {}
+    for j, prompt in enumerate(run.prompts):
+        values = np.array([s.labels.get(prompt.cls, 0) for s in run.samples])
+        known = values >= 0
+        labels[prompt.label], probs[prompt.label] = (values[known] > 0).astype(int), run.probs[known, j]
+    cases = {run.prompts[j].label: ([c.heatmap for c in g], [c.mask for c in g]) for j, g in run.grounding.items()}
+    return fit_operating_points(source, labels, probs, cases)
+
+
+def _no_operating_points(bench: Benchmark, split: str, calibration_split: str | None) -> str | None:
+    """Why no operating points can be chosen for this run (None: they can)."""
+    if not calibration_split or str(calibration_split).lower() == "none":
+        return "not asked for (calibration split: none)"
+    if bench.task == "phrase-ground":
+        return "phrase grounding is scored at fixed thresholds (mIoU over 0.1-0.5)"
+    if split == "release":
+        return "the release's test list comes without validation images"
+    if split == "all":
+        return "every image is scored (split all): none is left to choose thresholds on"
+    wanted = normalize_split(str(calibration_split))
+    if wanted is None:
+        raise MedKLIPError(f"unknown calibration split {calibration_split!r}; use one of {', '.join(SPLITS)} or none")
+    if wanted == normalize_split(split):
+        return f"the thresholds would be chosen on the {split} split being scored"
+    return None
 
 
 def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Path, out_dir: str | Path, *,
@@ -126,12 +159,18 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
-                     fast: bool = False) -> dict:
+                     fast: bool = False, calibration_split: str | None = VALIDATION) -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
     zero-shot on ``split`` and write the run into ``out_dir``: metrics.json, metrics.csv, report.md,
-    predictions.csv, errors.jsonl, split.csv, plots."""
+    predictions.csv, errors.jsonl, split.csv, plots.
+
+    Each class's F1 / accuracy threshold and the grounding threshold are chosen on
+    ``calibration_split`` of the same assignment (its predictions in ``out_dir/validation``) and the
+    scored split is reported at them (``operating_*``) beside the paper's test-tuned values; where
+    that split is empty, is the one scored, or the benchmark is a release list, metrics.json says
+    why there is none (nothing is tuned on test silently)."""
     out_dir = Path(out_dir)
     specs = benchmark_specs(mapping)
     if split == "release":
@@ -163,6 +202,20 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         predictor.preprocess = Preprocess(profile.replace(profile=wanted))
     logger.info("%s: %d images in the %s split", dataset, len(samples), split)
     started = time.perf_counter()
+    reason = _no_operating_points(bench, split, calibration_split)
+    held_out = [] if reason else bench.subset(str(calibration_split), assignment)
+    if not reason and not held_out:
+        reason = f"the split has no {calibration_split} images to choose thresholds on"
+    operating = None
+    if held_out:
+        bar = Progress(len(held_out), f"evaluate {dataset} ({calibration_split}: operating points)", unit="img",
+                       enabled=progress)
+        try:
+            tuned = run_benchmark(predictor, bench, held_out, out_dir / "validation", assignment, describe, by_name,
+                                  batch_size, 0, seed, 0, bar)
+        finally:
+            bar.close()
+        operating = operating_points_of(tuned, f"{calibration_split} split ({len(tuned.samples)} images)")
     bar = Progress(len(samples), f"evaluate {dataset}", unit="img", enabled=progress)
     try:
         if bench.task == "phrase-ground":
@@ -170,9 +223,11 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                                        n_overlays, bar)
         else:
             run = run_benchmark(predictor, bench, samples, out_dir, assignment, describe, by_name, batch_size,
-                                n_boot, seed, n_overlays, bar)
+                                n_boot, seed, n_overlays, bar, operating)
     finally:
         bar.close()
+    if operating is None:
+        run.metrics["operating_points"] = unavailable(str(reason))
     sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
     info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
             "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,

@@ -211,28 +211,34 @@ def read_edema(root: Path, spec: dict, labels: Path | None = None) -> Benchmark:
 
 # ----------------------------------------------------------------------------- synthetic world
 def read_synthetic(root: Path, spec: dict) -> Benchmark:
-    """The synthetic world's ground-truth split (``medklip synthetic``): labels, masks, and a
-    4-level grade (the number of findings present, capped at 3) for the grading task."""
+    """The synthetic world's ground truth (``medklip synthetic``): the test split and, where the
+    world wrote it (version 5 on), the validation split, as the publisher's split; labels, masks,
+    and a 4-level grade (the number of findings present, capped at 3) for the grading task."""
     import json
 
-    labels_file, manifest = root / "test_labels.jsonl", root / "manifest.jsonl"
-    if not labels_file.is_file() or not manifest.is_file():
+    manifest = root / "manifest.jsonl"
+    if not (root / "test_labels.jsonl").is_file() or not manifest.is_file():
         raise BenchmarkError(f"{root}: not a synthetic world (write one with `medklip synthetic -o {root}`)")
     images = {r["study_id"]: r["image"] for r in map(json.loads, manifest.read_text().splitlines())}
     classes = spec["classes"]
-    samples, errors = [], []
-    for i, row in enumerate(map(json.loads, labels_file.read_text().splitlines()), start=1):
-        sid = row["study_id"]
-        path = root / images.get(sid, "")
-        if sid not in images or not path.is_file():
-            errors.append(make_error(labels_file, i, sid, "image not found"))
+    samples, errors, official = [], [], {}
+    for split in ("validation", "test"):
+        labels_file = root / f"{split}_labels.jsonl"
+        if not labels_file.is_file():
             continue
-        labels = {c: int(row["labels"].get(c, 0)) for c in classes}
-        labels["burden"] = min(3, sum(labels.values()))
-        masks = root / row["masks"]
-        regions = {}
-        if masks.is_file():
-            with np.load(masks) as f:
-                regions = {c: Region(npz=(masks, c)) for c in f.files if c in classes}
-        samples.append(Sample(sid, path, labels, sid, regions))
-    return build_benchmark("synthetic", spec, samples, errors)
+        for i, row in enumerate(map(json.loads, labels_file.read_text().splitlines()), start=1):
+            sid = row["study_id"]
+            path = root / images.get(sid, "")
+            if sid not in images or not path.is_file():
+                errors.append(make_error(labels_file, i, sid, "image not found"))
+                continue
+            labels = {c: int(row["labels"].get(c, 0)) for c in classes}
+            labels["burden"] = min(3, sum(labels.values()))
+            masks = root / row["masks"]
+            regions = {}
+            if masks.is_file():
+                with np.load(masks) as f:
+                    regions = {c: Region(npz=(masks, c)) for c in f.files if c in classes}
+            samples.append(Sample(sid, path, labels, sid, regions))
+            official[sid] = split
+    return build_benchmark("synthetic", spec, samples, errors, official_split=official)

@@ -6,7 +6,8 @@
     ROOT/manifest.jsonl        {"image", "study_id", "split", "report"} per study (the real-data format)
     ROOT/images/SPLIT/ID.png   8-bit grayscale radiographs
     ROOT/test_labels.jsonl     test split ground truth: {"study_id", "labels": {finding: 0/1}, "masks": path}
-    ROOT/masks/test/ID.npz     one boolean mask per finding present in the image
+    ROOT/validation_labels.jsonl  the same for the validation split (operating points, calibration)
+    ROOT/masks/SPLIT/ID.npz    one boolean mask per finding present in the image (validation, test)
 
 Training labels are not written: they come from running the report filter on the reports,
 as for real data. ``covid-19`` appears only in the test split and no report names it.
@@ -33,7 +34,10 @@ from medklip.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 4
+WORLD_VERSION = 5
+"""5: validation ground truth written too (the images are those of version 4)."""
+HELD_OUT = ("validation", "test")
+"""The splits whose ground truth is written (training labels come from the reports)."""
 EVAL_ENTITY = {
     "effusion": "effusion", "opacity": "opacity", "consolidation": "consolidation", "pneumonia": "pneumonia",
     "atelectasis": "atelectasis", "pneumothorax": "pneumothorax", "cardiomegaly": "cardiomegaly",
@@ -116,8 +120,8 @@ def _write(args: tuple[WorldConfig, str, int, str]) -> dict:
     rel = f"images/{split}/{study.study_id}.png"
     Image.fromarray(study.image, mode="L").save(os.path.join(root, rel), optimize=False, compress_level=1)
     row: dict[str, Any] = {"image": rel, "study_id": study.study_id, "split": split, "report": study.report}
-    if split == "test":
-        mask_rel = f"masks/test/{study.study_id}.npz"
+    if split in HELD_OUT:
+        mask_rel = f"masks/{split}/{study.study_id}.npz"
         np.savez_compressed(os.path.join(root, mask_rel), **study.masks)  # type: ignore[arg-type]
         row["_labels"] = {"study_id": study.study_id, "labels": study.labels, "masks": mask_rel}
     return row
@@ -133,19 +137,21 @@ def generate_world(root: str | Path, cfg: WorldConfig | None = None, workers: in
         return root
     for split in SPLITS:
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
-    (root / "masks" / "test").mkdir(parents=True, exist_ok=True)
+    for split in HELD_OUT:
+        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(cfg, split, i, str(root)) for split in SPLITS for i in range(getattr(cfg, split))]
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     rows = track(pool.imap(_write, jobs, chunksize=16) if pool else map(_write, jobs), len(jobs), "synthetic world",
                  unit="studies", enabled=progress)
     try:
-        with atomic_path(root / "manifest.jsonl") as man_path, atomic_path(root / "test_labels.jsonl") as lab_path, \
-                man_path.open("w") as man, lab_path.open("w") as lab:
+        with atomic_path(root / "manifest.jsonl") as man_path, atomic_path(root / "validation_labels.jsonl") as val_path, \
+                atomic_path(root / "test_labels.jsonl") as test_path, man_path.open("w") as man, \
+                val_path.open("w") as val, test_path.open("w") as test:
             for row in rows:
                 labels = row.pop("_labels", None)
                 man.write(json.dumps(row) + "\n")
                 if labels:
-                    lab.write(json.dumps(labels) + "\n")
+                    (val if row["split"] == "validation" else test).write(json.dumps(labels) + "\n")
     finally:
         if pool:
             pool.close()
