@@ -193,7 +193,12 @@ class PredictionService:
         for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
             heat = result.heatmaps[name]
             query = "description" if name in described else ("model" if name in in_model else "knowledge base")
+            threshold = self.predictor.operating_point(name, described=name in described)
             rows.append({"finding": name, "probability": round(p, 6), "query": query,
+                         "calibrated": bool(result.calibrated.get(name)),
+                         "calibration": self.predictor.calibration_source if result.calibrated.get(name) else None,
+                         "operating_point": threshold,
+                         "above_operating_point": None if threshold is None else bool(p >= threshold),
                          "heatmap": np.round(heat, 6).tolist(), "heatmap_png": _png(colour_heatmap(heat, shape))})
         info = self.model_info()
         return {"model": {k: info[k] for k in ("name", "trained_on", "synthetic")}, "notice": info["notice"],

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from medklip import __version__
+from medklip.cli.calibrate import add_calibrate
 from medklip.cli.compare import add_compare
 from medklip.cli.evaluate import add_evaluate
 from medklip.cli.export import add_export
@@ -29,6 +30,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_predict,
     add_evaluate,
     add_compare,
+    add_calibrate,
     add_serve,
     add_pretrain,
     add_finetune,

@@ -41,7 +41,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          seed=args.seed, text_encoder=args.text_encoder, device=args.device,
                          describe=parse_describe_args(args.describe) if args.describe else None,
                          by_name=not args.no_name_prompt, batch_size=args.batch_size, n_boot=args.bootstrap,
-                         mapping=args.mapping, labels=args.labels, progress=not args.quiet, **image_options(args))
+                         mapping=args.mapping, labels=args.labels, progress=not args.quiet,
+                         calibration_split=args.calibration_split, calibrated=not args.uncalibrated,
+                         **image_options(args))
     if args.json:
         print(json.dumps(m, indent=1))
     else:
@@ -50,8 +52,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                    if m.get("listed_images_not_found") else "")
         print(f"{m['dataset']} ({m['split']} split): {m['images']} images, {m['failed_images']} unreadable, "
               f"{m['label_errors']} label rows unusable{not_found}")
+        op = m.get("operating_points", {})
+        print(f"  thresholds: {'chosen on the ' + op['source'] if op.get('available') else op.get('reason')}; "
+              "F1 / ACC (val. t) at them, paper-protocol F1 / ACC tuned on the test set")
         for name, v in m["classification"].items():
-            print(f"  {name:<28} AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  ACC {v['accuracy']:.4f}  ({v['positives']}/{v['n']})")
+            at_val = (f"F1 {v['operating_f1']:.4f}  ACC {v['operating_accuracy']:.4f} (val. t)  "
+                      if "operating_f1" in v else "")
+            print(f"  {name:<28} AUC {v['auc']:.4f}  {at_val}F1 {v['f1']:.4f}  ACC {v['accuracy']:.4f} (paper "
+                  f"protocol)  ({v['positives']}/{v['n']})")
         for key in [k for k in m if k.startswith("macro")]:
             if len(m["classification"]) > 1:
                 mac = m[key]
@@ -91,6 +99,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "of the release's own test list (chestxray14, rsna-pneumonia)")
     p.add_argument("--split-file", help="reuse a split.csv (id,split) from an earlier run")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    p.add_argument("--calibration-split", default="validation",
+                   help="the split each class's F1 / ACC threshold and the grounding threshold are chosen on "
+                        "(default: validation; with --split-file, its rows of that split; `none`: only the paper's "
+                        "test-tuned values)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="score the model's raw probabilities even when it carries a calibration")
     p.add_argument("--labels", help="edema-severity: the label CSV (default: the one in ROOT)")
     p.add_argument("--mapping", help="YAML overriding a dataset's settings (e.g. its class -> entity map)")
     p.add_argument("--describe", action="append", default=[], metavar="CLASS_OR_ENTITY=DESCRIPTION",

@@ -18,23 +18,24 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Output:
     """One result at a time, as a table, JSON lines, or CSV rows on stdout."""
 
-    def __init__(self, fmt: str, names: list[str]) -> None:
-        self.fmt, self.names = fmt, names
+    def __init__(self, fmt: str, names: list[str], calibration: str | None) -> None:
+        self.fmt, self.names, self.calibration = fmt, names, calibration
         if fmt == "csv":
             self.csv = csv.writer(sys.stdout)
             self.csv.writerow(["image", *names, "error"])
 
     def write(self, r: Prediction) -> None:
         if self.fmt == "json":
-            print(json.dumps({"image": r.image, "probabilities": r.probabilities, "error": r.error},
-                             ensure_ascii=False))
+            print(json.dumps({"image": r.image, "probabilities": r.probabilities, "calibrated": r.calibrated,
+                              "calibration": self.calibration, "error": r.error}, ensure_ascii=False))
         elif self.fmt == "csv":
             self.csv.writerow([r.image, *[f"{r.probabilities[n]:.9g}" if r.error is None else "" for n in self.names],
                                r.error or ""])
         elif r.error is None:
             print(r.image)
             for name, p in sorted(r.probabilities.items(), key=lambda kv: -kv[1]):
-                print(f"  {name:<24} {p:.3f}")
+                mark = "  calibrated" if r.calibrated.get(name) else ""
+                print(f"  {name:<24} {p:.3f}{mark}")
         sys.stdout.flush()
 
 
@@ -56,9 +57,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         describe = {**read_descriptions(args.describe_file), **describe}
     findings = [f.strip() for f in args.findings.split(",") if f.strip()] if args.findings else list(DEFAULT_FINDINGS)
     files, problems = collect_images(args.inputs)
-    predictor = Predictor(args.model, text_encoder=args.text_encoder, device=args.device, **image_options(args))
+    predictor = Predictor(args.model, text_encoder=args.text_encoder, device=args.device,
+                          calibrated=not args.uncalibrated, **image_options(args))
     names = requested_names(findings, describe)
-    output = _Output(args.format, names)
+    output = _Output(args.format, names, predictor.calibration_source)
+    _, _, rows = predictor.queries(findings, describe)
+    flags = dict(zip(names, predictor.calibrated_rows(rows)))
+    done = [n for n in names if flags[n]]
+    print(f"calibrated on {predictor.calibration_source}: {', '.join(done) or 'none of the asked findings'}; "
+          f"uncalibrated: {', '.join(n for n in names if not flags[n]) or 'none'}" if predictor.calibration_source
+          else "probabilities are not calibrated (the model has no calibration; see `medklip calibrate`)",
+          file=sys.stderr)
     overlays = Path(args.heatmaps) if args.heatmaps else None
     ok = bad = 0
 
@@ -104,5 +113,6 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="table, json (one JSON object per line) or csv")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", help="cpu / cuda (default: a GPU if there is one)")
+    p.add_argument("--uncalibrated", action="store_true", help="raw probabilities even when the model is calibrated")
     add_image_options(p)
     p.set_defaults(handler=cmd_predict)

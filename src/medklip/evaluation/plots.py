@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medklip.evaluation.calibration import Reliability
 from medklip.extras import require
 
 
@@ -98,6 +99,27 @@ def save_forest_plot(result: Mapping, path: str | Path, name_a: str = "A", name_
     ax.set_xlabel(f"AUC {name_a} - AUC {name_b} ({level}% paired-bootstrap interval; red: excludes 0)")
     ax.set_title(f"{result['dataset']}: {result['images']} images", fontsize=9)
     return _save(fig, path, 110)
+
+
+def save_reliability_diagram(bins: Mapping[str, Reliability], path: str | Path, title: str) -> Path:
+    """Observed positive rate against mean probability per bin (one line per probability kind:
+    ``raw`` / ``calibrated``), the diagonal for perfect calibration, and the images per bin."""
+    plt = _plt()
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(4.6, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    edges = None
+    for name, r in bins.items():
+        kept = r.counts > 0
+        ax.plot(r.confidence[kept], r.frequency[kept], marker="o", ms=3, label=name)
+        n = len(r.counts)
+        edges = np.linspace(0, 1, n + 1)
+        counts.step(edges[:-1], r.counts, where="post", label=name)
+    ax.set(ylabel="observed positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=7)
+    counts.set(xlabel="predicted probability (bin)", ylabel="images")
+    if edges is not None:
+        counts.set_yscale("symlog")
+    return _save(fig, path, dpi=110)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

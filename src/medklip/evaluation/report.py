@@ -12,7 +12,7 @@ from typing import IO
 import numpy as np
 
 from medklip.data.benchmarks import Benchmark, Sample
-from medklip.evaluation.plots import markdown_table, save_roc_curves
+from medklip.evaluation.plots import markdown_table, save_reliability_diagram, save_roc_curves
 from medklip.evaluation.scoring import EvaluationRun, Prompt
 from medklip.io_utils import atomic_write_text
 
@@ -77,6 +77,22 @@ def _operating_note(op: dict) -> str:
                 "(optimistic; not an operating point anyone can reuse)." + extra)
     return (f"No operating point from validation data: {op.get('reason', 'not computed')}. F1 / ACC follow the "
             "paper's protocol only (threshold tuned on the test set itself; optimistic).")
+
+
+def _calibration_section(cal: dict | None, diagram: bool) -> list[str]:
+    if not cal or "seen" not in cal:
+        return []
+    seen, nan = cal["seen"], float("nan")
+    rows = [("raw (model)" if "ece_raw" not in seen else "calibrated", seen["ece"], seen["brier"])]
+    if "ece_raw" in seen:
+        rows.insert(0, ("raw (before calibration)", seen.get("ece_raw", nan), seen.get("brier_raw", nan)))
+    source = (f"calibrated on the {cal['source']} ({len(cal['calibrated'])} findings); "
+              f"uncalibrated: {', '.join(cal['uncalibrated']) or 'none'}" if cal.get("source")
+              else "the model's probabilities are not calibrated (`medklip calibrate`)")
+    return ["## Calibration (seen findings, mean over findings)", "",
+            markdown_table(["probabilities", "ECE", "Brier"], rows), "",
+            f"ECE: {cal['binning']}. Brier: mean squared difference to the 0/1 label. Here {source}.", "",
+            *(["![reliability diagram](reliability.png)", ""] if diagram else [])]
 
 
 def _op_cells(values: dict, has_op: bool) -> list:
@@ -170,6 +186,7 @@ def markdown_report(bench: Benchmark, run: EvaluationRun, info: dict) -> str:
                       f"**{_fmt_ci(overall, 'pointing_game')}** (macro over findings "
                       f"{overall['pointing_game_macro']:.4f}); Dice (best t), macro {overall['dice_best_macro']:.4f}.",
                       ""]
+    lines += _calibration_section(m.get("calibration"), bool(run.reliability))
     if run.curves:
         lines += ["![ROC curves](roc_curves.png)", ""]
     lines += [f"![{p.stem}](heatmaps/{p.name})" for p in info.get("overlays", [])]
@@ -189,5 +206,7 @@ def write_run(bench: Benchmark, run: EvaluationRun, out_dir: Path, info: dict) -
     atomic_write_text(out_dir / "errors.jsonl", "".join(line + "\n" for line in lines))
     if run.curves:
         save_roc_curves(run.curves, out_dir / "roc_curves.png", f"Zero-shot ROC: {bench.title}")
+    if run.reliability:
+        save_reliability_diagram(run.reliability, out_dir / "reliability.png", f"Seen findings: {bench.title}")
     atomic_write_text(out_dir / "report.md", markdown_report(bench, run, {**info, "overlays": run.overlays}))
     return metrics

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from medklip.data.benchmarks import Benchmark, Sample
+from medklip.evaluation.calibration import ECE_BINS, calibration_scores, reliability
 from medklip.evaluation.grounding import (
     PHRASE_THRESHOLDS,
     RELEASE_THRESHOLD,
@@ -72,6 +73,10 @@ class EvaluationRun:
     metrics: dict = field(default_factory=dict)
     curves: dict = field(default_factory=dict)
     overlays: list = field(default_factory=list)  # paths of the overlay pictures written
+    calibrated: list[bool] = field(default_factory=list)  # per prompt: probability calibrated
+    raw_probs: np.ndarray | None = None  # [N, P] before calibration (only when some prompt is calibrated)
+    calibration_source: str | None = None
+    reliability: dict = field(default_factory=dict)  # label -> {"raw": Reliability, "calibrated": ...}
 
 
 def _ci(metric, *arrays, n_boot: int, seed: int) -> list[float]:
@@ -149,6 +154,47 @@ def grounding(cases: Sequence[GroundingCase], n_boot: int, seed: int) -> dict:
             "recall": counts.recall, "precision": counts.precision, "images": len(cases)}
 
 
+def _calibration_row(run: EvaluationRun, j: int, known: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict:
+    """ECE / Brier of prompt ``j``'s probabilities (and of the raw ones where they were calibrated)."""
+    calibrated = bool(run.calibrated[j]) if j < len(run.calibrated) else False
+    row: dict[str, Any] = {**calibration_scores(y, p), "calibrated": calibrated}
+    if run.raw_probs is not None:  # some prompt is calibrated: every row gets its before (equal when not this one)
+        raw = calibration_scores(y, run.raw_probs[known, j])
+        row.update({"ece_raw": raw["ece"], "brier_raw": raw["brier"]})
+    return row
+
+
+def _calibration_summary(run: EvaluationRun, rows: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Which probabilities are calibrated (on what), mean ECE / Brier over the seen described
+    classes (before and after), and their pooled reliability bins for the diagram."""
+    seen = [j for j, p in enumerate(run.prompts) if p.kind == DESCRIPTION and p.seen and "ece" in rows.get(p.label, {})]
+    out: dict[str, Any] = {
+        "binning": f"{ECE_BINS} equal-width bins of the probability; ECE: image-weighted mean |positive rate - "
+                   "mean probability| per finding",
+        "source": run.calibration_source,
+        "calibrated": [p.label for j, p in enumerate(run.prompts) if j < len(run.calibrated) and run.calibrated[j]],
+        "uncalibrated": [p.label for j, p in enumerate(run.prompts) if not (j < len(run.calibrated)
+                                                                             and run.calibrated[j])]}
+    if seen:
+        labels = [rows[run.prompts[j].label] for j in seen]
+        out["seen"] = {k: macro(r[k] for r in labels) for k in ("ece", "brier")}
+        if all("ece_raw" in r for r in labels):
+            out["seen"].update({k: macro(r[k] for r in labels) for k in ("ece_raw", "brier_raw")})
+        y = np.concatenate([_binary(run, j)[0] for j in seen])
+        pooled = {"calibrated" if run.raw_probs is not None else "raw": np.concatenate(
+            [_binary(run, j)[1] for j in seen])}
+        if run.raw_probs is not None:
+            pooled["raw"] = np.concatenate([_binary(run, j, run.raw_probs)[1] for j in seen])
+        run.reliability = {k: reliability(y, v) for k, v in pooled.items()}
+    return out
+
+
+def _binary(run: EvaluationRun, j: int, probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    values = np.array([s.labels.get(run.prompts[j].cls, 0) for s in run.samples])
+    known = values >= 0
+    return (values[known] > 0).astype(int), (run.probs if probs is None else probs)[known, j]
+
+
 def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
           operating: OperatingPoints | None = None) -> dict:
     """The metrics dictionary (metrics.json) of one run; fills ``run.curves`` for the ROC plot.
@@ -174,6 +220,8 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
             if operating is not None:
                 metrics["classification"][prompt.label].update(
                     classification_at(y, p, operating.thresholds.get(prompt.label)))
+            if len(np.unique(y)) == 2:
+                metrics["classification"][prompt.label].update(_calibration_row(run, j, known, y, p))
             if len(np.unique(y)) == 2:
                 fpr, tpr, _ = roc_curve(y, p)
                 run.curves[prompt.label] = (fpr, tpr, metrics["classification"][prompt.label]["auc"])
@@ -204,6 +252,8 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
     metrics["unseen_classes"] = sorted({p.cls for p in run.prompts if not p.seen})
     if operating is not None:
         metrics["operating_points"] = operating.to_dict()
+    if metrics["classification"]:
+        metrics["calibration"] = _calibration_summary(run, metrics["classification"])
     pooled = [c for j, cases in run.grounding.items() if run.prompts[j].kind == DESCRIPTION for c in cases]
     if pooled:
         hits = pointing_hits(pooled)

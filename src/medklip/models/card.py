@@ -63,10 +63,24 @@ def model_card(model: MedKLIP) -> str:
                   json.dumps(training["config"], indent=1), "```", "</details>", ""]
     if training.get("metrics"):
         lines += ["## Metrics", "", _table([(k, v) for k, v in training["metrics"].items()]), ""]
+    cal = model.calibration
+    if cal:
+        lines += ["## Calibration", "",
+                  _table([("method", cal.get("method", "")), ("fitted on", cal.get("data", "")),
+                          ("when", cal.get("fitted", "")), ("findings", len(cal.get("parameters", {}))),
+                          ("ECE before / after (seen findings, mean)",
+                           f"{cal.get('ece_before', float('nan')):.4f} / {cal.get('ece_after', float('nan')):.4f} "
+                           f"({cal.get('binning', '')})")]), "",
+                  "Probabilities of the findings listed in `config.json` (`calibration.parameters`) are "
+                  "calibrated; any other query (an added description, a name the model was not trained on) "
+                  "is not.", ""]
     lines += [
         "## Intended use and limitations", "",
         f"- {RESEARCH_USE}",
-        "- Zero-shot probabilities are not calibrated and depend on the wording of the descriptions.",
+        ("- Probabilities are calibrated on the data named above for the listed findings only; elsewhere "
+         "they are not, and they depend on the wording of the descriptions." if cal else
+         "- Zero-shot probabilities are not calibrated (see `medklip calibrate`) and depend on the wording of "
+         "the descriptions."),
         "- Heatmaps are cross-attention, not segmentation; they are coarse (one value per patch).",
     ]
     if trained_on_synthetic(training):

@@ -96,6 +96,9 @@ class MedKLIP(nn.Module):
         """How an image file becomes this model's input (saved in ``config.json``)."""
         self.training_info: dict | None = None
         """What the model was trained on: ``data``, ``description``, ``config``, ``metrics``."""
+        self.calibration: dict | None = None
+        """Post-hoc calibration of the entity queries' probabilities (``medklip calibrate``):
+        ``method``, ``parameters`` {entity: {...}}, ``data``, ``fitted``, scores; None: uncalibrated."""
         self.descriptions: dict[str, str] = {}
         """Descriptions of findings outside the queries that come with the model (those of the
         knowledge base it was trained with, e.g. the synthetic world's covid-19); zero-shot

@@ -74,6 +74,7 @@ def save_pretrained(model: MedKLIP, directory: str | Path) -> Path:
         "text_encoder": model.text_encoder_info,
         "preprocess": model.preprocess_cfg.to_dict(),
         "training": model.training_info,
+        "calibration": model.calibration,
         "sha256": {name: sha256_file(directory / name) for name in FILES},
     }
     atomic_write_text(directory / "README.md", model_card(model))
@@ -148,6 +149,7 @@ def load_pretrained(cls: type[MedKLIP], directory: str | Path, map_location: str
     model.descriptions = {str(k): str(v) for k, v in (texts.get("descriptions") or {}).items()}
     model.text_encoder_info = config.get("text_encoder")
     model.training_info = config.get("training")
+    model.calibration = config.get("calibration")
     if config.get("preprocess") is not None:  # folders written before profiles existed: medklip's own
         try:
             model.preprocess_cfg = PreprocessConfig.from_dict(config["preprocess"])

@@ -80,6 +80,7 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
     run = EvaluationRun([], prompts, np.zeros((0, len(prompts))), {j: [] for j in grounded})
     shown = {j: 0 for j in grounded}
     probs: list[np.ndarray] = []
+    raw_probs: list[np.ndarray] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "predictions.csv").open("w", newline="") as csv_file:
         writer = PredictionsWriter(csv_file, prompts, dict(assignment or {}))
@@ -97,7 +98,9 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
             if not good:
                 continue
             all_probs, maps = predictor.backend(batch.stack(), queries, bool(grounded))
-            p = all_probs[:, column]
+            raw = all_probs[:, column]
+            p = predictor.calibrate(raw, column)
+            raw_probs.append(raw)
             kept = [samples[item.index] for item in good]
             writer.write(kept, p)
             probs.append(p)
@@ -118,6 +121,10 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                             item.display, heat, out_dir / "heatmaps" / f"{slug(s.id)}_{slug(prompts[j].label)}.png",
                             prompts[j].label, float(p[i, j]), resize_mask_nearest(original, shape)))
     run.probs = np.concatenate(probs) if probs else np.zeros((0, len(prompts)))
+    run.calibrated = predictor.calibrated_rows(column)
+    if any(run.calibrated):
+        run.raw_probs = np.concatenate(raw_probs) if raw_probs else np.zeros((0, len(prompts)))
+        run.calibration_source = predictor.calibration_source
     run.metrics = score(bench, run, n_boot, seed, operating)
     return run
 
@@ -159,7 +166,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
-                     fast: bool = False, calibration_split: str | None = VALIDATION) -> dict:
+                     fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True) -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
@@ -194,7 +201,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
-        workers=workers, backend=backend, fast=fast)
+        workers=workers, backend=backend, fast=fast, calibrated=calibrated)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:

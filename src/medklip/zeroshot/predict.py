@@ -13,6 +13,7 @@ import torch
 
 from medklip.data.image_io import IMAGE_SUFFIXES
 from medklip.data.preprocess import Preprocess
+from medklip.evaluation.calibration import apply as apply_calibration
 from medklip.knowledge import KnowledgeBase, normalize_name
 from medklip.models import MedKLIP
 from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
@@ -42,6 +43,8 @@ class Prediction:
     error: str | None = None
     error_type: str | None = None
     """The kind of error: ``ImageTooLargeError`` (over the pixel budget), ``ImageReadError``..."""
+    calibrated: dict[str, bool] = field(default_factory=dict)
+    """Per finding: whether its probability is calibrated (see :attr:`Predictor.calibration_source`)."""
 
 
 def requested_names(findings: Sequence[str], describe: Mapping[str, str] | None = None) -> list[str]:
@@ -141,12 +144,14 @@ class Predictor:
         workers: processes that decode images ahead of the model (0: none).
         backend: ``torch`` or ``onnxruntime`` (CPU; the model exported once, about 1.5x faster).
         fast: opt-in faster decoding that changes pixels slightly (``PreprocessConfig.fast``).
+        calibrated: apply the model's calibration (``medklip calibrate``) where it has one; False
+            gives the raw probabilities.
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
-                 backend: str = "torch", fast: bool = False) -> None:
+                 backend: str = "torch", fast: bool = False, calibrated: bool = True) -> None:
         self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -160,6 +165,34 @@ class Predictor:
         self.device = next(self.model.parameters()).device
         self.workers = workers
         self.backend = make_backend(backend, self.model)
+        record = self.model.calibration if calibrated else None
+        self.calibration: dict[str, dict[str, float]] = dict((record or {}).get("parameters", {}))
+        """Entity name -> calibration parameters applied to that query's probability."""
+        self.calibration_source: str | None = (record or {}).get("data") if self.calibration else None
+        """What the calibration was fitted on, in words (None: no probability is calibrated)."""
+        self.operating_points: dict[str, float] = dict((record or {}).get("operating_points", {}))
+        """Entity name -> the decision threshold chosen with the calibration (F1-maximising there)."""
+
+    def operating_point(self, name: str, described: bool = False) -> float | None:
+        """The recorded decision threshold of a model finding (None for added queries or without one)."""
+        if described:
+            return None
+        key = {normalize_name(n): n for n in self.model.entity_names}.get(normalize_name(name))
+        return self.operating_points.get(key) if key is not None else None
+
+    def calibrated_rows(self, rows: Sequence[int]) -> list[bool]:
+        """For query rows (of :meth:`queries`): whether each gets a calibrated probability (only
+        the model's own entity queries that were calibrated; an added description never)."""
+        names = self.model.entity_names
+        return [r < len(names) and names[r] in self.calibration for r in rows]
+
+    def calibrate(self, probs: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        """``probs`` (columns: query ``rows``) with each calibrated query's map applied."""
+        out = np.array(probs, dtype=np.float32, copy=True)
+        for j, (row, done) in enumerate(zip(rows, self.calibrated_rows(rows))):
+            if done:
+                out[:, j] = apply_calibration(self.calibration[self.model.entity_names[row]], out[:, j])
+        return out
 
     @property
     def encoder(self) -> TextEncoder:
@@ -207,18 +240,20 @@ class Predictor:
         an unreadable image gets ``error`` and the rest go on."""
         _names, queries, rows = self.queries(findings, describe)
         asked = requested_names(findings, describe)
+        flags = dict(zip(asked, self.calibrated_rows(rows)))
         for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
             good = batch.good
             probs, maps = self.backend(batch.stack(), queries, heatmaps) if good else (None, None)
+            probs = self.calibrate(probs[:, rows], rows) if probs is not None else None
             position = {item.index: i for i, item in enumerate(good)}
             for item in batch.items:
                 pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error,
-                                  error_type=item.error_type)
+                                  error_type=item.error_type, calibrated=flags)
                 if item.error is not None or probs is None:
                     logger.warning("%s", item.error)
                 else:
                     i = position[item.index]
-                    pred.probabilities = dict(zip(asked, probs[i, rows].tolist()))
+                    pred.probabilities = dict(zip(asked, probs[i].tolist()))
                     if maps is not None:
                         pred.heatmaps = dict(zip(asked, maps[i, rows]))
                 yield pred

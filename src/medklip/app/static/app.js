@@ -106,8 +106,12 @@ function renderResults(body) {
     tr.className = "result-row";
     const pct = (100 * r.probability).toFixed(1);
     tr.innerHTML = `<td></td><td>${r.probability.toFixed(3)}</td>` +
-      `<td><div class="bar" style="width:${pct}px"></div></td><td>${r.query}</td>`;
+      `<td><div class="bar" style="width:${pct}px"></div></td><td>${r.query}</td>` +
+      `<td class="calibration"></td><td class="operating-point"></td>`;
     tr.firstChild.textContent = r.finding;
+    tr.querySelector(".calibration").textContent = r.calibrated ? "calibrated on " + r.calibration : "uncalibrated";
+    tr.querySelector(".operating-point").textContent = r.operating_point === null ? "none recorded" :
+      `${r.above_operating_point ? "above" : "below"} ${r.operating_point.toFixed(3)}`;
     tbody.append(tr);
 
     const card = document.createElement("div");

@@ -1,0 +1,111 @@
+"""Calibration: hand-computed ECE / Brier and fitted maps on constructed sets; ``medklip
+calibrate`` end to end (the saved model applies it, marks what is calibrated, reports before / after)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from medklip.cli import main
+from medklip.data.synthetic import WorldConfig, generate_world
+from medklip.evaluation.calibration import apply, brier, ece, fit, log_odds, reliability
+from medklip.zeroshot.predict import Predictor
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _overconfident() -> tuple[np.ndarray, np.ndarray]:
+    """100 images at log-odds +4 of which 70 positive, 100 at -4 of which 30 positive."""
+    y = np.r_[np.ones(70), np.zeros(30), np.ones(30), np.zeros(70)].astype(int)
+    p = np.r_[np.full(100, _sigmoid(4.0)), np.full(100, _sigmoid(-4.0))]
+    return y, p
+
+
+def test_temperature_scaling_on_an_overconfident_set() -> None:
+    y, p = _overconfident()
+    # before: each group sits in one bin; |0.7 - sigmoid(4)| on both sides
+    assert ece(y, p) == pytest.approx(_sigmoid(4.0) - 0.7, abs=1e-12)
+    assert brier(y, p) == pytest.approx(0.7 * (1 - _sigmoid(4.0)) ** 2 + 0.3 * _sigmoid(4.0) ** 2, abs=1e-12)
+    params = fit("temperature", y, p)
+    # the log-loss optimum puts sigmoid(4 / T) at the groups' positive rate 0.7: T = 4 / logit(0.7)
+    assert params["temperature"] == pytest.approx(4 / math.log(0.7 / 0.3), rel=1e-5)
+    q = apply(params, p)
+    assert q[:100] == pytest.approx(0.7, abs=1e-5) and q[100:] == pytest.approx(0.3, abs=1e-5)
+    assert ece(y, q) == pytest.approx(0.0, abs=1e-5)
+    assert brier(y, q) == pytest.approx(0.7 * 0.3**2 + 0.3 * 0.7**2, abs=1e-5)  # 0.21, from 0.2895
+
+
+def test_platt_scaling_shifts_the_base_rate() -> None:
+    # log-odds 2 with 90% positives, 0 with 50%: a * 2 + b = logit(0.9), b = 0
+    y = np.r_[np.ones(90), np.zeros(10), np.ones(50), np.zeros(50)].astype(int)
+    p = np.r_[np.full(100, _sigmoid(2.0)), np.full(100, 0.5)]
+    params = fit("platt", y, p)
+    assert params["slope"] == pytest.approx(math.log(9) / 2, abs=1e-4) and params["intercept"] == pytest.approx(0, abs=1e-4)
+    assert apply(params, p)[:100] == pytest.approx(0.9, abs=1e-4)
+    with pytest.raises(ValueError, match="positive and negative"):
+        fit("temperature", np.ones(4), np.full(4, 0.5))
+
+
+def test_bins_and_saturated_probabilities() -> None:
+    r = reliability(np.array([1, 0, 1]), np.array([1.0, 0.0, 0.5]), bins=4)
+    assert r.counts.tolist() == [1, 0, 1, 1]  # 1.0 falls in the last bin, 0.5 in the third
+    assert r.frequency[3] == 1 and r.confidence[2] == 0.5
+    assert np.isfinite(log_odds(np.array([0.0, 1.0], np.float32))).all()
+    assert apply({"temperature": 1.0}, np.array([0.25, 0.9], np.float32)) == pytest.approx([0.25, 0.9], abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("calworld"), WorldConfig(train=0, validation=32, test=24,
+                                                                            image_size=64, seed=5))
+
+
+def test_calibrate_writes_a_model_that_applies_it(world, tiny_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "calibrated"
+    assert main(["calibrate", "--model", str(tiny_model_dir), "--dataset", "synthetic", "--root", str(world),
+                 "-o", str(out), "-q"]) == 0
+    assert "calibrated" in capsys.readouterr().out
+    record = json.loads((out / "config.json").read_text())["calibration"]
+    assert record["method"] == "temperature" and record["images"] == 32 and "validation" in record["data"]
+    assert "covid-19" in record["not_calibrated"]  # no validation positive, and not a model query
+    assert "Calibration" in (out / "README.md").read_text()
+    params = record["parameters"]
+    assert len(params) >= 3 and set(params) == set(record["operating_points"])
+    images = sorted((world / "images" / "test").glob("*.png"))[:6]
+    names = list(params)[:3]
+    raw = Predictor(tiny_model_dir).predict(images, names, {"my finding": "a dense opacity"}, heatmaps=False)
+    cal = Predictor(out).predict(images, names, {"my finding": "a dense opacity"}, heatmaps=False)
+    off = Predictor(out, calibrated=False).predict(images, names, {"my finding": "a dense opacity"}, heatmaps=False)
+    for r, c, o in zip(raw, cal, off):
+        for n in names:
+            assert c.probabilities[n] == pytest.approx(float(apply(params[n], np.float32([r.probabilities[n]]))[0]),
+                                                       abs=1e-6)
+            assert o.probabilities[n] == r.probabilities[n] and c.calibrated[n] and not o.calibrated[n]
+        assert c.probabilities["my finding"] == r.probabilities["my finding"] and not c.calibrated["my finding"]
+    assert Predictor(out).operating_point(names[0]) == record["operating_points"][names[0]]
+    assert Predictor(out).operating_point(names[0], described=True) is None
+
+
+def test_evaluate_reports_calibration_before_and_after(world, tiny_model_dir, tmp_path) -> None:
+    from medklip.zeroshot.benchmark import evaluate_dataset
+    from medklip.zeroshot.calibrate import calibrate_model
+
+    calibrate_model(tiny_model_dir, "synthetic", world, tmp_path / "m")
+    cal = evaluate_dataset("synthetic", world, tmp_path / "m", tmp_path / "run", n_boot=0, n_overlays=0, by_name=False)
+    raw = evaluate_dataset("synthetic", world, tiny_model_dir, tmp_path / "raw", n_boot=0, n_overlays=0, by_name=False)
+    c = cal["calibration"]
+    assert "validation" in c["source"] and "covid-19" in c["uncalibrated"] and c["calibrated"]
+    assert c["seen"]["ece_raw"] == pytest.approx(raw["calibration"]["seen"]["ece"], abs=1e-9)
+    assert raw["calibration"]["source"] is None and "ece_raw" not in raw["calibration"]["seen"]
+    kept = [k for k in c["calibrated"] if not math.isnan(raw["classification"][k]["auc"])]
+    assert len(kept) >= 3
+    for label in kept:  # a monotone map: the ranking, hence the AUC, is kept
+        assert cal["classification"][label]["auc"] == pytest.approx(raw["classification"][label]["auc"], abs=1e-9)
+        assert cal["classification"][label]["calibrated"] is True
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "raw (before calibration)" in report and "15 equal-width bins" in report
+    assert (tmp_path / "run" / "reliability.png").is_file()
