@@ -135,8 +135,21 @@ def test_the_release_cxr14_script_descriptions_differ_in_three_texts_only() -> N
     assert script.description("lesion").startswith("Lung nodules, pulmonary nodules, white spots, lesions these")
 
 
-def test_a_name_described_twice_is_an_error_not_a_silent_choice() -> None:
-    from medklip.knowledge import parse_describe_args
+def test_a_name_described_twice_keeps_both_descriptions(tmp_path) -> None:
+    from medklip.knowledge import parse_describe_args, read_descriptions
 
-    with pytest.raises(KnowledgeBaseFileError, match="item 2: 'covid-19' is described twice"):
-        parse_describe_args(["covid-19=Ground-glass opacities.", "covid-19=Bilateral peripheral opacities."])
+    got = parse_describe_args(["covid-19=Ground-glass opacities.", "x=One.", "covid-19=Bilateral peripheral opacities."])
+    assert got == {"covid-19": ["Ground-glass opacities.", "Bilateral peripheral opacities."], "x": "One."}
+    kb = KnowledgeBase.default().extend(got)
+    assert kb.texts("covid-19") == ["Ground-glass opacities.", "Bilateral peripheral opacities."]
+    assert kb.description("covid-19") == "Ground-glass opacities." and kb.texts("x") == ["One."]
+    assert KnowledgeBase.from_dict(kb.to_dict()).texts("covid-19") == kb.texts("covid-19")  # round trip
+    (tmp_path / "d.yaml").write_text("a: [first, second, third]\nb: only\n")
+    (tmp_path / "d.csv").write_text("name,description\na,first\nb,only\na,second\n")
+    (tmp_path / "d.txt").write_text("a=first\n# comment\na=second\n")
+    assert read_descriptions(tmp_path / "d.yaml") == {"a": ["first", "second", "third"], "b": "only"}
+    assert read_descriptions(tmp_path / "d.csv") == {"a": ["first", "second"], "b": "only"}
+    assert read_descriptions(tmp_path / "d.txt") == {"a": ["first", "second"]}
+    (tmp_path / "bad.yaml").write_text("a: [first, '']\n")
+    with pytest.raises(KnowledgeBaseFileError, match="bad.yaml: the description of 'a' is empty"):
+        read_descriptions(tmp_path / "bad.yaml")

@@ -33,6 +33,30 @@ def test_predictor_seen_added_and_described(model_dir) -> None:
         p.queries(["pneumonis"])
 
 
+def test_an_ensemble_of_descriptions_is_the_mean_of_their_embeddings(model_dir, capsys) -> None:
+    import torch
+
+    from medklip.knowledge import KnowledgeBase
+
+    p = Predictor(model_dir, device="cpu")
+    a, b = "Hazy ground-glass opacities in both lungs.", "Peripheral opacities in the lower zones."
+    names, queries, rows = p.queries(["covid-19"], {"covid-19": [a, b], "one": a})
+    single = p.encoder.encode([a, b])
+    assert torch.allclose(queries[rows[0]], (single[0] + single[1]) / 2, atol=1e-6)
+    assert torch.equal(queries[rows[1]], single[0])  # one description: its own embedding, unchanged
+    assert not torch.allclose(queries[rows[0]], single[0], atol=1e-3)
+    # a knowledge-base entity with variants is queried by all of them
+    kb = KnowledgeBase.default().extend({"covid-19": [a, b]})
+    q = Predictor(model_dir, device="cpu", knowledge=kb).queries(["covid-19"])
+    assert torch.allclose(q[1][q[2][0]], queries[rows[0]], atol=1e-6)
+    assert main(["predict", str(rg1_path()), "--model", str(model_dir), "--findings", "effusion",
+                 "--describe", f"covid-19={a}", "--describe", f"covid-19={b}", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[0])
+    [r] = p.predict([rg1_path()], ["effusion"], {"covid-19": [a, b]}, heatmaps=False)
+    assert out["probabilities"]["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-6)
+    assert out["calibrated"] == {"effusion": False, "covid-19": False} and out["calibration"] is None
+
+
 def test_cli_predict_formats_heatmaps_and_failures(model_dir, tmp_path, capsys) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -155,16 +156,17 @@ class PredictionService:
                              for e in self.predictor.knowledge.entities],
                 "default": [f for f in DEFAULT_FINDINGS if f in self.predictor.knowledge]}
 
-    def predict(self, data: bytes, filename: str, findings: list[str], described: dict[str, str]) -> dict:
+    def predict(self, data: bytes, filename: str, findings: list[str],
+                described: Mapping[str, str | list[str]]) -> dict:
         """Run one upload; the file lives in a private temporary folder removed on return."""
         if not data:
             raise UploadError(f"{filename or 'the upload'} is empty")
         if len(data) > self.max_bytes:
             raise UploadError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is {self.limit_text()}", 413)
-        for name, text in described.items():
+        for name, value in described.items():
             if not name.strip():
                 raise UploadError("a described disease needs a name")
-            if not text.strip():
+            if not all(t.strip() for t in ([value] if isinstance(value, str) else value)):
                 raise UploadError(f"the description of {name!r} is empty; describe how it looks on a radiograph")
         if not findings and not described:
             raise UploadError("choose at least one finding or describe a disease")
@@ -185,7 +187,7 @@ class PredictionService:
             raise UploadError(result.error.replace(str(path), filename or "the upload"), status)
         return self._response(filename, result, described)
 
-    def _response(self, filename: str, result, described: dict) -> dict:
+    def _response(self, filename: str, result, described: Mapping) -> dict:
         shape = result.display.shape  # the decoded image, at most 1,024 px a side
         gray = Image.fromarray((result.display * 255).round().astype(np.uint8))
         in_model = set(self.predictor.model.entity_names)
@@ -309,7 +311,10 @@ def create_app(service: PredictionService, stall_seconds: float = STALL_SECONDS,
         del body
         if len(d_names) != len(d_texts):
             raise UploadError("describe_name and describe_text must come in pairs")
-        described = {str(n).strip(): str(t) for n, t in zip(d_names, d_texts) if str(n).strip() or str(t).strip()}
+        described: dict[str, list[str]] = {}
+        for n, t in zip(d_names, d_texts):  # a name given twice: both descriptions (an ensemble)
+            if str(n).strip() or str(t).strip():
+                described.setdefault(str(n).strip(), []).append(str(t))
         if "" in described:
             raise UploadError("a described disease needs a name")
         return await anyio.to_thread.run_sync(service.predict, data, filename, names, described)

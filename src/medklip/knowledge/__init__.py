@@ -1,8 +1,10 @@
 """Knowledge base: entity descriptions and the position vocabulary."""
 from medklip.knowledge.base import (
     DEFAULT_POSITION_PROMPT,
+    DescriptionTexts,
     Entity,
     KnowledgeBase,
+    as_texts,
     close_names_hint,
     normalize_name,
     parse_describe_args,
@@ -13,8 +15,10 @@ from medklip.knowledge.base import (
 
 __all__ = [
     "DEFAULT_POSITION_PROMPT",
+    "DescriptionTexts",
     "Entity",
     "KnowledgeBase",
+    "as_texts",
     "close_names_hint",
     "normalize_name",
     "parse_describe_args",

@@ -26,6 +26,18 @@ KB_FORMAT = "medklip-knowledge-base/1"
 DEFAULT_POSITION_PROMPT = "It is located at {position}"
 EXTENSION_FILE = "data/chest_findings.yaml"
 
+DescriptionTexts = str | Sequence[str]
+"""One description, or several of one entity (queried as an ensemble: the mean of their embeddings)."""
+
+
+def as_texts(value: object, name: object = "", source: str = "descriptions") -> list[str]:
+    """The description(s) of ``value`` as a non-empty list of stripped, non-empty texts."""
+    texts = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else [value])]
+    if not texts or not all(texts):
+        raise KnowledgeBaseFileError(f"{source}: the description of {str(name)!r} is empty; describe what the "
+                                     "finding looks like")
+    return texts
+
 
 def normalize_name(name: str) -> str:
     """Canonical form used to look names up: lower case, spaces/hyphens -> underscores.
@@ -52,6 +64,13 @@ class Entity:
     description: str
     pretraining: bool = False
     """True for the entities the model was pre-trained on (the 75 of the paper)."""
+    variants: tuple[str, ...] = ()
+    """Further descriptions of the same entity (a zero-shot query averages all their embeddings)."""
+
+    @property
+    def texts(self) -> list[str]:
+        """Every description: the main one, then the variants."""
+        return [self.description, *self.variants]
 
 
 @dataclass(frozen=True)
@@ -98,11 +117,11 @@ class KnowledgeBase:
         """Build from the packaged JSON layout (``entities``, ``positions``, ...)."""
         try:
             entities = [
-                Entity(str(e["name"]), str(e["description"]), pretraining=True)
+                Entity(str(e["name"]), str(e["description"]), True, tuple(map(str, e.get("variants", ()))))
                 for e in data["entities"]
             ]
             entities += [
-                Entity(str(e["name"]), str(e["description"]), pretraining=False)
+                Entity(str(e["name"]), str(e["description"]), False, tuple(map(str, e.get("variants", ()))))
                 for e in data.get("inference_only_entities", [])
             ]
             positions = tuple(str(p) for p in data["positions"])
@@ -140,22 +159,20 @@ class KnowledgeBase:
         return base.extend(read_descriptions(path)) if extend else base
 
     # ----------------------------------------------------------------- editing
-    def extend(self, descriptions: Mapping[str, str]) -> KnowledgeBase:
-        """A new base with these descriptions added; a known name gets its description replaced."""
+    def extend(self, descriptions: Mapping[str, DescriptionTexts]) -> KnowledgeBase:
+        """A new base with these descriptions added (a list: several descriptions of one entity);
+        a known name gets its descriptions replaced."""
         entities = list(self.entities)
-        for name, description in descriptions.items():
-            if not str(description).strip():
-                raise KnowledgeBaseFileError(
-                    f"the description of {name!r} is empty; describe what the finding looks like"
-                )
+        for name, value in descriptions.items():
+            first, *variants = as_texts(value, name)
             key = normalize_name(name)
             if key in self._index:
                 i = self._index[key]
                 old = entities[i]
-                entities[i] = Entity(old.name, str(description).strip(), old.pretraining)
+                entities[i] = Entity(old.name, first, old.pretraining, tuple(variants))
                 logger.info("description of %r overridden", old.name)
             else:
-                entities.append(Entity(name.strip(), str(description).strip(), False))
+                entities.append(Entity(name.strip(), first, False, tuple(variants)))
         return KnowledgeBase(tuple(entities), self.positions, self.position_prompt)
 
     # ----------------------------------------------------------------- queries
@@ -200,6 +217,10 @@ class KnowledgeBase:
     def description(self, name: str) -> str:
         return self.entity(name).description
 
+    def texts(self, name: str) -> list[str]:
+        """Every description of ``name`` (the main one first)."""
+        return self.entity(name).texts
+
     def position_index(self, name: str) -> int:
         try:
             return self.positions.index(name)
@@ -215,16 +236,14 @@ class KnowledgeBase:
         return {
             "format": KB_FORMAT,
             "position_prompt": self.position_prompt,
-            "entities": [
-                {"name": e.name, "description": e.description} for e in self.pretraining_entities
-            ],
-            "inference_only_entities": [
-                {"name": e.name, "description": e.description}
-                for e in self.entities
-                if not e.pretraining
-            ],
+            "entities": [_entity_dict(e) for e in self.pretraining_entities],
+            "inference_only_entities": [_entity_dict(e) for e in self.entities if not e.pretraining],
             "positions": list(self.positions),
         }
+
+
+def _entity_dict(e: Entity) -> dict:
+    return {"name": e.name, "description": e.description, **({"variants": list(e.variants)} if e.variants else {})}
 
 
 def packaged_descriptions(name: str) -> Path:
@@ -243,7 +262,7 @@ def resolve_descriptions(name_or_path: str) -> Path:
     return path if path.suffix and path.exists() else packaged_descriptions(name_or_path)
 
 
-def extension_descriptions() -> dict[str, str]:
+def extension_descriptions() -> dict[str, DescriptionTexts]:
     """The packaged extension: finding name -> description (see :meth:`KnowledgeBase.extended`)."""
     text = resources.files("medklip.knowledge").joinpath(EXTENSION_FILE).read_text(encoding="utf-8")
     return _descriptions_from_obj(yaml.safe_load(text), "the packaged knowledge-base extension")
@@ -261,10 +280,11 @@ def _read_structured(path: Path) -> object:
         raise KnowledgeBaseFileError(f"{path}: cannot parse ({exc})") from exc
 
 
-def read_descriptions(path: str | Path) -> dict[str, str]:
-    """Read user descriptions: JSON/YAML ``{name: description}`` or a list of
-    ``{name, description}``, CSV/TSV with ``name`` and ``description`` columns, or a text
-    file with one ``name=description`` per line (``#`` starts a comment)."""
+def read_descriptions(path: str | Path) -> dict[str, DescriptionTexts]:
+    """Read user descriptions: JSON/YAML ``{name: description}`` (or ``{name: [description, ...]}``)
+    or a list of ``{name, description}``, CSV/TSV with ``name`` and ``description`` columns, or a
+    text file with one ``name=description`` per line (``#`` starts a comment). A name given
+    several descriptions (a list, or several rows / lines) keeps them all, in order."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in {".json", ".yaml", ".yml"}:
@@ -286,15 +306,6 @@ def read_descriptions(path: str | Path) -> dict[str, str]:
     )
 
 
-def _first(value: object, name: object, source: str) -> str:
-    """A description, or the first of a list of variants."""
-    if isinstance(value, list):
-        if not value:
-            raise KnowledgeBaseFileError(f"{source}: {name!r} has an empty list of descriptions")
-        return str(value[0])
-    return str(value)
-
-
 def read_description_variants(path: str | Path) -> dict[str, list[str]]:
     """Every description of every entity in a JSON / YAML file whose values may be lists of
     variants (``{name: [text, text, ...]}``, or under ``descriptions``); a single text is a list
@@ -314,28 +325,34 @@ def read_description_variants(path: str | Path) -> dict[str, list[str]]:
     return out
 
 
-def _descriptions_from_obj(obj: object, source: str, first_row: int = 1) -> dict[str, str]:
+def _single_or_list(texts: list[str]) -> DescriptionTexts:
+    return texts[0] if len(texts) == 1 else texts
+
+
+def _descriptions_from_obj(obj: object, source: str, first_row: int = 1) -> dict[str, DescriptionTexts]:
     if isinstance(obj, Mapping) and isinstance(obj.get("descriptions"), (Mapping, list)):
         obj = obj["descriptions"]  # the extension layout: {format, descriptions: {name: text}}
     if isinstance(obj, Mapping):
-        return {str(k): _first(v, k, source) for k, v in obj.items()}
+        return {str(k): _single_or_list(as_texts(v, k, source)) for k, v in obj.items()}
     if isinstance(obj, list):
-        out: dict[str, str] = {}
+        out: dict[str, list[str]] = {}
         for i, row in enumerate(obj, start=first_row):
             if not isinstance(row, Mapping) or "name" not in row or "description" not in row:
                 raise KnowledgeBaseFileError(
                     f"{source}: row {i} must have 'name' and 'description', got {row!r}"
                 )
-            out[str(row["name"])] = str(row["description"])
-        return out
+            out.setdefault(str(row["name"]).strip(), []).extend(as_texts(row["description"], row["name"],
+                                                                         f"{source} row {i}"))
+        return {k: _single_or_list(v) for k, v in out.items()}
     raise KnowledgeBaseFileError(
         f"{source}: expected a mapping name -> description or a list of {{name, description}}"
     )
 
 
-def parse_describe_args(items: Sequence[str], source: str = "--describe") -> dict[str, str]:
-    """Parse ``NAME=DESCRIPTION`` strings (the CLI's ``--describe``)."""
-    out: dict[str, str] = {}
+def parse_describe_args(items: Sequence[str], source: str = "--describe") -> dict[str, DescriptionTexts]:
+    """Parse ``NAME=DESCRIPTION`` strings (the CLI's ``--describe``); a name given several times
+    gets all its descriptions, in order (an ensemble: the query is the mean of their embeddings)."""
+    out: dict[str, list[str]] = {}
     for i, item in enumerate(items, start=1):
         name, sep, description = item.partition("=")
         if not sep or not name.strip():
@@ -346,9 +363,5 @@ def parse_describe_args(items: Sequence[str], source: str = "--describe") -> dic
             raise KnowledgeBaseFileError(
                 f"{source} item {i}: the description of {name.strip()!r} is empty"
             )
-        if name.strip() in out:  # never keep one and drop the other without a word
-            raise KnowledgeBaseFileError(
-                f"{source} item {i}: {name.strip()!r} is described twice; give one description per name"
-            )
-        out[name.strip()] = description.strip()
-    return out
+        out.setdefault(name.strip(), []).append(description.strip())
+    return {k: _single_or_list(v) for k, v in out.items()}

@@ -99,7 +99,7 @@ class MedKLIP(nn.Module):
         self.calibration: dict | None = None
         """Post-hoc calibration of the entity queries' probabilities (``medklip calibrate``):
         ``method``, ``parameters`` {entity: {...}}, ``data``, ``fitted``, scores; None: uncalibrated."""
-        self.descriptions: dict[str, str] = {}
+        self.descriptions: dict[str, str | list[str]] = {}
         """Descriptions of findings outside the queries that come with the model (those of the
         knowledge base it was trained with, e.g. the synthetic world's covid-19); zero-shot
         prediction prefers them to the packaged knowledge base's."""

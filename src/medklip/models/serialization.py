@@ -146,7 +146,8 @@ def load_pretrained(cls: type[MedKLIP], directory: str | Path, map_location: str
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory}: inconsistent model folder ({exc})") from exc
-    model.descriptions = {str(k): str(v) for k, v in (texts.get("descriptions") or {}).items()}
+    model.descriptions = {str(k): [str(t) for t in v] if isinstance(v, list) else str(v)
+                          for k, v in (texts.get("descriptions") or {}).items()}
     model.text_encoder_info = config.get("text_encoder")
     model.training_info = config.get("training")
     model.calibration = config.get("calibration")

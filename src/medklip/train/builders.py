@@ -90,7 +90,8 @@ def build_datasets(config: PretrainConfig, rows: dict[str, list[ManifestRow]], k
 
 
 def knowledge_base(config: PretrainConfig) -> KnowledgeBase:
-    """The packaged knowledge base, with ``text.knowledge``'s descriptions (first variants)."""
+    """The packaged knowledge base, with ``text.knowledge``'s descriptions (the first of each
+    entity is its query; the others are its variants)."""
     return KnowledgeBase.load(resolve_descriptions(config.text.knowledge)) if config.text.knowledge else \
         KnowledgeBase.default()
 
@@ -100,10 +101,11 @@ def description_variants(config: PretrainConfig) -> dict[str, list[str]]:
     return read_description_variants(resolve_descriptions(config.text.knowledge)) if config.text.knowledge else {}
 
 
-def model_descriptions(variants: dict[str, list[str]], kb: KnowledgeBase) -> dict[str, str]:
+def model_descriptions(variants: dict[str, list[str]], kb: KnowledgeBase) -> dict[str, str | list[str]]:
     """The descriptions of ``text.knowledge`` (``variants``) for entities outside the queries
-    (saved with the model)."""
-    return {e.name: e.description for e in kb.entities if not e.pretraining and e.name in variants}
+    (saved with the model; several for one entity are queried as an ensemble)."""
+    return {e.name: e.texts if e.variants else e.description for e in kb.entities
+            if not e.pretraining and e.name in variants}
 
 
 def variant_bank(config: PretrainConfig, model: MedKLIP,

@@ -36,6 +36,7 @@ from medklip.evaluation.scoring import (
     Prompt,
     score,
 )
+from medklip.knowledge import DescriptionTexts
 from medklip.progress import Progress
 from medklip.splits import SPLITS, VALIDATION, normalize_split
 from medklip.zeroshot.loading import iter_batches
@@ -59,7 +60,7 @@ def build_prompts(bench: Benchmark, model_entities: Sequence[str], by_name: bool
 
 
 def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample], out_dir: Path,
-                  assignment: Mapping[str, str] | None = None, describe: Mapping[str, str] | None = None,
+                  assignment: Mapping[str, str] | None = None, describe: Mapping[str, DescriptionTexts] | None = None,
                   by_name: bool = True, batch_size: int = 16, n_boot: int = 1000, seed: int = 0,
                   n_overlays: int = 6, progress: Progress | None = None,
                   operating: OperatingPoints | None = None) -> EvaluationRun:
@@ -162,7 +163,7 @@ def _no_operating_points(bench: Benchmark, split: str, calibration_split: str | 
 def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Path, out_dir: str | Path, *,
                      split: str = "test", split_file: str | Path | None = None, seed: int = 0,
                      text_encoder: str | None = None, device: str | None = None,
-                     describe: Mapping[str, str] | None = None, by_name: bool = True, batch_size: int = 16,
+                     describe: Mapping[str, DescriptionTexts] | None = None, by_name: bool = True, batch_size: int = 16,
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",

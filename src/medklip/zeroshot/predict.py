@@ -13,8 +13,9 @@ import torch
 
 from medklip.data.image_io import IMAGE_SUFFIXES
 from medklip.data.preprocess import Preprocess
+from medklip.data.profiles import RELEASE_PROFILES
 from medklip.evaluation.calibration import apply as apply_calibration
-from medklip.knowledge import KnowledgeBase, normalize_name
+from medklip.knowledge import DescriptionTexts, KnowledgeBase, as_texts, normalize_name
 from medklip.models import MedKLIP
 from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
 from medklip.models.factory import create_model
@@ -47,7 +48,7 @@ class Prediction:
     """Per finding: whether its probability is calibrated (see :attr:`Predictor.calibration_source`)."""
 
 
-def requested_names(findings: Sequence[str], describe: Mapping[str, str] | None = None) -> list[str]:
+def requested_names(findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None) -> list[str]:
     """The findings asked for, in order: ``findings``, then described names not among them."""
     return list(findings) + [n for n in (describe or {}) if n not in findings]
 
@@ -146,12 +147,18 @@ class Predictor:
         fast: opt-in faster decoding that changes pixels slightly (``PreprocessConfig.fast``).
         calibrated: apply the model's calibration (``medklip calibrate``) where it has one; False
             gives the raw probabilities.
+        ensembles: query a knowledge-base finding outside the model by all its descriptions (the
+            mean of their embeddings); default: yes, except for a model that reproduces the
+            release (an official checkpoint: its release preprocessing), which queries the main
+            description only, as the release does. Descriptions given in ``describe`` are always
+            used as given.
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
-                 backend: str = "torch", fast: bool = False, calibrated: bool = True) -> None:
+                 backend: str = "torch", fast: bool = False, calibrated: bool = True,
+                 ensembles: bool | None = None) -> None:
         self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -165,6 +172,7 @@ class Predictor:
         self.device = next(self.model.parameters()).device
         self.workers = workers
         self.backend = make_backend(backend, self.model)
+        self.ensembles = (self.model.preprocess_cfg.profile not in RELEASE_PROFILES) if ensembles is None else ensembles
         record = self.model.calibration if calibrated else None
         self.calibration: dict[str, dict[str, float]] = dict((record or {}).get("parameters", {}))
         """Entity name -> calibration parameters applied to that query's probability."""
@@ -207,34 +215,44 @@ class Predictor:
                                         max_length=info.get("query_max_length", ZERO_SHOT_MAX_LENGTH))
         return self._encoder
 
-    def queries(self, findings: Sequence[str], describe: Mapping[str, str] | None = None
+    def queries(self, findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None
                 ) -> tuple[list[str], torch.Tensor, list[int]]:
         """The model's queries plus added ones; returns (names, embeddings, rows of ``findings``).
 
         A finding the model was trained on uses its own query; a described one, or one of the
-        knowledge base the model lacks (e.g. covid-19), becomes an added query.
+        knowledge base the model lacks (e.g. covid-19), becomes an added query: the mean of the
+        embeddings of its descriptions when it has several (an ensemble).
         """
         describe = dict(describe or {})
         names, emb = list(self.model.entity_names), [self.model.entity_embeddings.cpu()]
         known = {normalize_name(n): i for i, n in enumerate(names)}
-        extra_texts: list[str] = []
+        groups: list[list[str]] = []
         rows: list[int] = []
         for name in requested_names(findings, describe):
             if name in describe:
-                extra_texts.append(describe[name])
+                groups.append(as_texts(describe[name], name, "--describe"))
             elif normalize_name(name) not in known:
-                extra_texts.append(self.knowledge.description(name))  # unknown -> error with close names
+                texts = self.knowledge.texts(name)  # unknown -> error with close names
+                groups.append(texts if self.ensembles else texts[:1])
             else:
                 rows.append(known[normalize_name(name)])
                 continue
             names.append(name)
             rows.append(len(names) - 1)
-        if extra_texts:
-            emb.append(self.encoder.encode(extra_texts))
+        if groups:
+            emb.append(self.encode_ensembles(groups))
         return names, torch.cat(emb), rows
 
+    def encode_ensembles(self, groups: Sequence[Sequence[str]]) -> torch.Tensor:
+        """One query per group of descriptions: the mean of the group's text embeddings."""
+        flat = self.encoder.encode([t for group in groups for t in group])
+        sizes = torch.tensor([len(g) for g in groups])
+        owner = torch.repeat_interleave(torch.arange(len(groups)), sizes)
+        summed = torch.zeros(len(groups), flat.shape[1], dtype=flat.dtype).index_add_(0, owner, flat)
+        return summed / sizes.to(flat.dtype).unsqueeze(1)
+
     def iter_predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
-                     describe: Mapping[str, str] | None = None, batch_size: int = 16, heatmaps: bool = True,
+                     describe: Mapping[str, DescriptionTexts] | None = None, batch_size: int = 16, heatmaps: bool = True,
                      keep_display: bool = False) -> Iterator[Prediction]:
         """Predictions in input order, each yielded as soon as its batch is done (nothing is kept);
         an unreadable image gets ``error`` and the rest go on."""
@@ -259,7 +277,7 @@ class Predictor:
                 yield pred
 
     def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
-                describe: Mapping[str, str] | None = None, batch_size: int = 16, heatmaps: bool = True,
+                describe: Mapping[str, DescriptionTexts] | None = None, batch_size: int = 16, heatmaps: bool = True,
                 keep_display: bool = False) -> list[Prediction]:
         """All predictions of :meth:`iter_predict` as a list."""
         return list(self.iter_predict(images, findings, describe, batch_size, heatmaps, keep_display))
