@@ -60,6 +60,35 @@ def test_predict_dicom_with_findings_and_description(client) -> None:
     assert body["image"]["filename"] == "RG1_UNCR.dcm" and np.array(body["results"][0]["heatmap"]).shape == (4, 4)
 
 
+def test_calibration_and_operating_point_beside_each_probability(minilm) -> None:
+    from medklip.evaluation.calibration import apply
+
+    model = make_tiny_model(minilm)
+    model.calibration = {"method": "temperature", "parameters": {"effusion": {"temperature": 3.0}},
+                         "data": "synthetic validation split (100 images)", "operating_points": {"effusion": 0.45}}
+    service = PredictionService(Predictor(model, device="cpu"), max_upload_mb=8, model_name="tiny")
+    service.predictor._encoder = minilm
+    # a repeated name is an ensemble of its descriptions, never one of them dropped
+    r = _post(TestClient(create_app(service)), Path(rg1_path()).read_bytes(), "RG1_UNCR.dcm",
+              findings="effusion,pneumonia", describe_name=["covid-19", "covid-19"],
+              describe_text=["Bilateral peripheral opacities.", "Ground-glass haze in both lower zones."])
+    assert r.status_code == 200, r.text
+    rows = {x["finding"]: x for x in r.json()["results"]}
+    eff, pna, cov = rows["effusion"], rows["pneumonia"], rows["covid-19"]
+    assert eff["calibrated"] and eff["calibration"] == "synthetic validation split (100 images)"
+    assert eff["operating_point"] == 0.45 and eff["above_operating_point"] == (eff["probability"] >= 0.45)
+    # the same queries uncalibrated: effusion's probability is the temperature map of that one
+    again = Predictor(model, device="cpu", calibrated=False).predict(
+        [rg1_path()], ["effusion", "pneumonia"], {"covid-19": ["Bilateral peripheral opacities.",
+                                                             "Ground-glass haze in both lower zones."]},
+        heatmaps=False)[0]
+    assert eff["probability"] == pytest.approx(float(apply({"temperature": 3.0},
+                                                           np.float32([again.probabilities["effusion"]]))[0]), abs=1e-6)
+    for row in (pna, cov):
+        assert row["calibrated"] is False and row["calibration"] is None and row["operating_point"] is None
+    assert cov["query"] == "description"
+
+
 @pytest.mark.parametrize("data,name,fields,status,message", [
     (b"hello, not an image", "notes.txt", {"findings": "effusion"}, 415, "not a PNG, JPG or DICOM"),
     (b"\x89PNG\r\n\x1a\n broken", "x.png", {"findings": "effusion"}, 422, "cannot decode"),

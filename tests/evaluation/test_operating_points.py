@@ -3,7 +3,6 @@ evaluation run whose headline F1 is recomputed from its own validation and test 
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest

@@ -74,7 +74,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
                       seed=args.seed)
     root = generate_world(args.output, cfg, workers=args.workers, progress=sys.stderr.isatty())
     print(f"synthetic world: {root / 'manifest.jsonl'} ({args.train} train, {args.validation} validation, "
-          f"{args.test} test); test ground truth: {root / 'test_labels.jsonl'}")
+          f"{args.test} test); ground truth: {root / 'validation_labels.jsonl'}, {root / 'test_labels.jsonl'}")
     return 0
 
 
