@@ -17,6 +17,7 @@ from medklip.data.preprocess import Preprocess, PreprocessConfig
 from medklip.models.export import export_onnx, onnx_session
 from medklip.zeroshot.predict import Predictor
 from tests.conftest import make_tiny_model
+from tests.data.test_image_io import rg1_path
 
 RELEASE = T.Compose([T.Resize([64, 64]), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 
@@ -123,3 +124,39 @@ def test_cli_fast_flag_is_opt_in_and_close(tiny_model_dir, images, capsys) -> No
     assert np.abs(probs[True] - probs[False]).max() < 1e-2
     assert not Predictor(tiny_model_dir).preprocess.config.fast
     assert Predictor(tiny_model_dir, fast=True).preprocess.config.fast
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_native(tmp_path) -> None:
+    import torch
+
+    from medklip.errors import MedKLIPError
+    from medklip.zeroshot.backends import native_bf16_cpu, resolve_precision
+
+    amx, zen3 = tmp_path / "amx", tmp_path / "zen3"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
+    zen3.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert native_bf16_cpu(amx) and not native_bf16_cpu(zen3) and not native_bf16_cpu(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, amx)[0] == "bf16"
+    precision, why = resolve_precision("auto", cpu, zen3)
+    assert precision == "fp32" and "emulated" in why
+    assert resolve_precision("bf16", cpu, zen3) == ("bf16", "asked for")
+    with pytest.raises(MedKLIPError, match="unknown precision"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_is_opt_in_and_close_to_fp32(tiny_model_dir) -> None:
+    from medklip.errors import MedKLIPError
+
+    images = [rg1_path()]
+    exact = Predictor(tiny_model_dir, device="cpu").predict(images, ["effusion", "pneumonia", "atelectasis"])[0]
+    again = Predictor(tiny_model_dir, device="cpu", precision="fp32").predict(
+        images, ["effusion", "pneumonia", "atelectasis"])[0]
+    bf16 = Predictor(tiny_model_dir, device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    fast = bf16.predict(images, ["effusion", "pneumonia", "atelectasis"])[0]
+    assert exact.probabilities == again.probabilities  # the default is the exact path
+    diffs = [abs(fast.probabilities[k] - exact.probabilities[k]) for k in exact.probabilities]
+    assert 0 < max(diffs) < 0.02  # really computed in bf16, and close
+    with pytest.raises(MedKLIPError, match="runs in fp32"):
+        Predictor(tiny_model_dir, device="cpu", backend="onnxruntime", precision="bf16")

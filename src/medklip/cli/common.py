@@ -47,6 +47,9 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="run the model in PyTorch (default) or ONNX Runtime (CPU, about 1.5x faster; needs "
                         "medklip[export])")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default, exact), bf16 autocast (opt-in; faster where the CPU / GPU computes bf16 "
+                        "natively, probabilities change slightly), or auto (bf16 only where native)")
     p.add_argument("--fast", action="store_true",
                    help="opt-in faster decoding (JPEGs at a reduced scale, fewer resampling passes): "
                         "probabilities change by up to ~1e-3; the default reproduces the release exactly")
@@ -58,4 +61,4 @@ def image_options(args: argparse.Namespace) -> dict:
 
     return {"preprocess": args.preprocess, "workers": default_workers() if args.workers is None else args.workers,
             "max_pixels": "model" if args.max_pixels is None else args.max_pixels, "backend": args.backend,
-            "fast": args.fast}
+            "fast": args.fast, "precision": args.precision}

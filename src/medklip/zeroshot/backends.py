@@ -15,21 +15,49 @@ from medklip.errors import MedKLIPError
 from medklip.models import MedKLIP
 
 BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16_cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16 in its flags; Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, str]:
+    """``(fp32 | bf16, why)``: ``auto`` picks bf16 only where the hardware computes it natively."""
+    if precision not in PRECISIONS:
+        raise MedKLIPError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision, "asked for"
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ("bf16", "the GPU computes bf16 natively") if ok else ("fp32", "the GPU has no native bf16")
+    if device.type == "cpu" and native_bf16_cpu(cpuinfo):
+        return "bf16", "the CPU has native bf16 (AMX-BF16 / AVX512-BF16)"
+    return "fp32", f"no native bf16 on {device.type}: bf16 would be emulated and slower"
 
 
 class TorchBackend:
-    """The model itself."""
+    """The model itself, in fp32 (exact) or under bf16 autocast (opt-in; faster where the hardware
+    computes bf16 natively, probabilities change slightly: ``benchmarks/speed.py`` reports how much)."""
 
-    def __init__(self, model: MedKLIP) -> None:
+    def __init__(self, model: MedKLIP, precision: str = "fp32") -> None:
         self.model = model
         self.device = next(model.parameters()).device
+        self.precision = precision
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, queries: torch.Tensor,
                  heatmaps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """``(probs [B,Q], heatmaps [B,Q,h,w] or None)`` as float32 numpy arrays."""
         pixels = images.to(self.device).contiguous(memory_format=torch.channels_last)
-        out = self.model(pixels, queries.to(self.device), need_attentions=heatmaps)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(pixels, queries.to(self.device), need_attentions=heatmaps)
         maps = out.heatmaps.float().cpu().numpy() if heatmaps and out.heatmaps is not None else None
         return out.probs.float().cpu().numpy(), maps
 
@@ -65,9 +93,11 @@ class OnnxBackend:
         return probs, maps if heatmaps else None
 
 
-def make_backend(name: str, model: MedKLIP) -> TorchBackend | OnnxBackend:
+def make_backend(name: str, model: MedKLIP, precision: str = "fp32") -> TorchBackend | OnnxBackend:
     if name == "torch":
-        return TorchBackend(model)
+        return TorchBackend(model, precision)
     if name == "onnxruntime":
+        if precision != "fp32":
+            raise MedKLIPError("the onnxruntime backend runs in fp32; use --backend torch for --precision bf16")
         return OnnxBackend(model)
     raise MedKLIPError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")

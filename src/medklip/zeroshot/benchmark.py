@@ -167,7 +167,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_boot: int = 1000, mapping: str | Path | None = None, labels: str | Path | None = None,
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
-                     fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True) -> dict:
+                     fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True,
+                     precision: str = "fp32") -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
@@ -202,7 +203,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
-        workers=workers, backend=backend, fast=fast, calibrated=calibrated)
+        workers=workers, backend=backend, fast=fast, calibrated=calibrated, precision=precision)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:
@@ -239,7 +240,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
     sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
     info = {"model": str(model if not isinstance(model, Predictor) else "Predictor"), "root": str(root),
             "split": split, "split_file": str(split_path), "split_sizes": sizes, "seed": seed,
-            "preprocess": predictor.preprocess.config.profile, "label_errors": bench.label_errors,
+            "preprocess": predictor.preprocess.config.profile, "precision": predictor.precision,
+            "label_errors": bench.label_errors,
             "listed_images": bench.listed, "listed_images_not_found": bench.missing_images,
             "split_source": "split file" if split_file else "release list" if split == "release" else
             "publisher" if bench.official_split is not None else f"seeded ({seed})",

@@ -20,7 +20,7 @@ from medklip.models import MedKLIP
 from medklip.models.embedding import ZERO_SHOT_MAX_LENGTH
 from medklip.models.factory import create_model
 from medklip.text import DEFAULT_TEXT_ENCODER, TextEncoder
-from medklip.zeroshot.backends import make_backend
+from medklip.zeroshot.backends import make_backend, resolve_precision
 from medklip.zeroshot.loading import iter_batches
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,9 @@ class Predictor:
         fast: opt-in faster decoding that changes pixels slightly (``PreprocessConfig.fast``).
         calibrated: apply the model's calibration (``medklip calibrate``) where it has one; False
             gives the raw probabilities.
+        precision: ``fp32`` (default, exact), ``bf16`` (autocast; opt-in) or ``auto`` (bf16 only
+            where the hardware computes it natively; the choice and why are logged and kept in
+            :attr:`precision`).
         ensembles: query a knowledge-base finding outside the model by all its descriptions (the
             mean of their embeddings); default: yes, except for a model that reproduces the
             release (an official checkpoint: its release preprocessing), which queries the main
@@ -158,7 +161,7 @@ class Predictor:
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
                  backend: str = "torch", fast: bool = False, calibrated: bool = True,
-                 ensembles: bool | None = None) -> None:
+                 ensembles: bool | None = None, precision: str = "fp32") -> None:
         self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -171,7 +174,10 @@ class Predictor:
             self.knowledge = self.knowledge.extend(self.model.descriptions)
         self.device = next(self.model.parameters()).device
         self.workers = workers
-        self.backend = make_backend(backend, self.model)
+        self.precision, why = resolve_precision(precision, self.device)
+        if precision != "fp32":
+            logger.info("precision %s (%s)", self.precision, why)
+        self.backend = make_backend(backend, self.model, self.precision)
         self.ensembles = (self.model.preprocess_cfg.profile not in RELEASE_PROFILES) if ensembles is None else ensembles
         record = self.model.calibration if calibrated else None
         self.calibration: dict[str, dict[str, float]] = dict((record or {}).get("parameters", {}))
