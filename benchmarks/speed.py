@@ -40,6 +40,8 @@ from medklip.zeroshot.predict import Predictor
 
 RELEASE_TF = T.Compose([T.Resize([224, 224]), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 ROWS: list[tuple[str, str, float, float, str]] = []
+PRECISIONS_TO_TIME: set[str] = set()
+"""``bf16`` when ``--bf16``: the opt-in bf16 autocast rows (slower where the CPU emulates bf16)."""
 
 
 def radiograph(height: int, width: int, seed: int) -> np.ndarray:
@@ -148,6 +150,9 @@ def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, worke
         fast = Predictor(model, device="cpu", preprocess=profile, workers=workers, backend="onnxruntime")
         fast.preprocess = Preprocess(fast.preprocess.config.replace(fast=True))
         runs["opt-in fast (reduced decoding + ONNX Runtime)"] = fast
+        if "bf16" in PRECISIONS_TO_TIME:
+            runs["opt-in bf16 autocast"] = Predictor(model, device="cpu", preprocess=profile, workers=workers,
+                                                     precision="bf16")
         for predictor in runs.values():
             medklip_predict(predictor, paths[:8])  # warm-up: workers, the ONNX export
         times: dict[str, list[float]] = {"release": [], **{name: [] for name in runs}}
@@ -202,6 +207,10 @@ def training_step(steps: int) -> None:
     base, ours = run(True), run(False)
     row("training step, batch 8, 224 px, ResNet-50 (CPU)", "release step", base, ours,
         "(channels_last, fused attention, foreach AdamW, no per-step sync)")
+    if "bf16" in PRECISIONS_TO_TIME:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf = run(False)
+        row("training step, bf16 autocast", "release step (fp32)", base, bf)
 
 
 def loaders(files: list[Path], seconds: float = 8.0) -> None:
@@ -252,6 +261,10 @@ def model_only(model: MedKLIP, repeats: int) -> None:
     with torch.inference_mode():
         cl = measure(lambda: fast(x.contiguous(memory_format=torch.channels_last)))
     row("model only, batch 8, 224 px (eval)", "eager fp32", eager, cl, "(channels_last + inference_mode)")
+    if "bf16" in PRECISIONS_TO_TIME:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            bf = measure(lambda: fast(x.contiguous(memory_format=torch.channels_last)))
+        row("model only, bf16 autocast + channels_last", "eager fp32", eager, bf)
     try:
         from medklip.models.export import export_onnx, onnx_session
 
@@ -271,7 +284,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="decoding processes for medklip (default 1)")
     p.add_argument("--quick", action="store_true", help="half-size images, fewer of them (a smoke run)")
     p.add_argument("--only", nargs="*", default=["e2e", "train", "loader", "model"])
+    p.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast paths")
     args = p.parse_args()
+    if args.bf16:
+        PRECISIONS_TO_TIME.add("bf16")
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     model = paper_model()
     with tempfile.TemporaryDirectory(prefix="medklip-speed-") as tmp:
