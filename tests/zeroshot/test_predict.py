@@ -33,26 +33,35 @@ def test_predictor_seen_added_and_described(model_dir) -> None:
         p.queries(["pneumonis"])
 
 
-def test_an_ensemble_of_descriptions_is_the_mean_of_their_embeddings(model_dir, capsys) -> None:
+def test_ensembles_of_descriptions(model_dir, capsys) -> None:
     import torch
 
     from medklip.knowledge import KnowledgeBase
 
-    p = Predictor(model_dir, device="cpu")
     a, b = "Hazy ground-glass opacities in both lungs.", "Peripheral opacities in the lower zones."
+    # by embedding: one query, the mean of the descriptions' embeddings
+    p = Predictor(model_dir, device="cpu", ensemble="embedding")
     names, queries, rows = p.queries(["covid-19"], {"covid-19": [a, b], "one": a})
     single = p.encoder.encode([a, b])
     assert torch.allclose(queries[rows[0]], (single[0] + single[1]) / 2, atol=1e-6)
     assert torch.equal(queries[rows[1]], single[0])  # one description: its own embedding, unchanged
     assert not torch.allclose(queries[rows[0]], single[0], atol=1e-3)
+    # by probability (the default): one query per description, probabilities and heatmaps averaged
+    q = Predictor(model_dir, device="cpu")
+    qs = q.query_set(["effusion"], {"covid-19": [a, b]})
+    assert [qs.names[r] for r in qs.groups[1]] == ["covid-19 #1", "covid-19 #2"] and len(qs.groups[0]) == 1
+    [r] = q.predict([rg1_path()], ["effusion"], {"covid-19": [a, b]})
+    [m] = q.predict([rg1_path()], ["effusion"], {"c1": a, "c2": b})  # the same queries, by other names
+    assert r.probabilities["covid-19"] == pytest.approx((m.probabilities["c1"] + m.probabilities["c2"]) / 2, abs=1e-7)
+    np.testing.assert_allclose(r.heatmaps["covid-19"], (m.heatmaps["c1"] + m.heatmaps["c2"]) / 2, atol=1e-7)
+    assert r.probabilities["effusion"] == m.probabilities["effusion"]
     # a knowledge-base entity with variants is queried by all of them
     kb = KnowledgeBase.default().extend({"covid-19": [a, b]})
-    q = Predictor(model_dir, device="cpu", knowledge=kb).queries(["covid-19"])
-    assert torch.allclose(q[1][q[2][0]], queries[rows[0]], atol=1e-6)
+    [k] = Predictor(model_dir, device="cpu", knowledge=kb).predict([rg1_path()], ["effusion", "covid-19"])
+    assert k.probabilities["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-7)
     assert main(["predict", str(rg1_path()), "--model", str(model_dir), "--findings", "effusion",
                  "--describe", f"covid-19={a}", "--describe", f"covid-19={b}", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out.splitlines()[0])
-    [r] = p.predict([rg1_path()], ["effusion"], {"covid-19": [a, b]}, heatmaps=False)
     assert out["probabilities"]["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-6)
     assert out["calibrated"] == {"effusion": False, "covid-19": False} and out["calibration"] is None
 

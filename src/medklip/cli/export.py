@@ -14,9 +14,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     describe = parse_describe_args(args.describe) if args.describe else {}
     everything = list(predictor.model.entity_names)
     findings = [f.strip() for f in args.findings.split(",") if f.strip()] if args.findings else everything
-    names, queries, rows = predictor.queries(findings, describe)
-    chosen = [names[r] for r in rows]
-    path = export_onnx(predictor.model, args.onnx, chosen, queries[rows])
+    qs = predictor.query_set(findings, describe)
+    rows = [r for group in qs.groups for r in group]  # an ensemble's members: NAME #1, NAME #2, ...
+    chosen = [qs.names[r] for r in rows]
+    path = export_onnx(predictor.model, args.onnx, chosen, qs.embeddings[rows])
+    if qs.has_ensembles:
+        print("findings with several descriptions are exported as one output per description (NAME #k); "
+              "average their probabilities as medklip predict does", file=sys.stderr)
     print(f"wrote {path} ({len(chosen)} queries; inputs images [B,3,{predictor.model.config.image_size},"
           f"{predictor.model.config.image_size}], outputs probs, heatmaps) and {path}.json (query names, "
           f"preprocessing {predictor.preprocess.config.profile})", file=sys.stderr)

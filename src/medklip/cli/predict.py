@@ -61,8 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           calibrated=not args.uncalibrated, **image_options(args))
     names = requested_names(findings, describe)
     output = _Output(args.format, names, predictor.calibration_source)
-    _, _, rows = predictor.queries(findings, describe)
-    flags = dict(zip(names, predictor.calibrated_rows(rows)))
+    flags = dict(zip(names, predictor.calibrated_rows(predictor.query_set(findings, describe).rows)))
     done = [n for n in names if flags[n]]
     print(f"calibrated on {predictor.calibration_source}: {', '.join(done) or 'none of the asked findings'}; "
           f"uncalibrated: {', '.join(n for n in names if not flags[n]) or 'none'}" if predictor.calibration_source

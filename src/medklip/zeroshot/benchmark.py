@@ -73,9 +73,10 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                            f"(classes: {', '.join(bench.classes)})")
     texts = {**name_texts, **{bench.classes.get(k, k): t for k, t in (describe or {}).items()}}
     findings = [p.key for p in prompts if p.key not in texts]
-    _names, queries, rows = predictor.queries(findings, texts)
+    qs = predictor.query_set(findings, texts)
     order = findings + [k for k in texts if k not in findings]
-    column = [rows[order.index(p.key)] for p in prompts]
+    groups = [qs.groups[order.index(p.key)] for p in prompts]
+    column = [g[0] for g in groups]
     size = predictor.preprocess.config.image_size
     grounded = [j for j, p in enumerate(prompts) if any(p.cls in s.regions for s in samples)]
     run = EvaluationRun([], prompts, np.zeros((0, len(prompts))), {j: [] for j in grounded})
@@ -98,8 +99,8 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                 progress.update(len(batch.items))
             if not good:
                 continue
-            all_probs, maps = predictor.backend(batch.stack(), queries, bool(grounded))
-            raw = all_probs[:, column]
+            all_probs, all_maps = predictor.backend(batch.stack(), qs.embeddings, bool(grounded))
+            raw, maps = qs.reduce(all_probs, all_maps, groups)
             p = predictor.calibrate(raw, column)
             raw_probs.append(raw)
             kept = [samples[item.index] for item in good]
@@ -113,7 +114,7 @@ def run_benchmark(predictor: Predictor, bench: Benchmark, samples: list[Sample],
                         continue
                     original = region.mask(item.shape)
                     assert maps is not None
-                    heat = maps[i, column[j]]
+                    heat = maps[i, j]
                     run.grounding[j].append(GroundingCase(heat, resize_mask_nearest(original, (size, size))))
                     if shown[j] < n_overlays and item.display is not None:
                         shown[j] += 1
@@ -168,7 +169,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
                      fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True,
-                     precision: str = "fp32") -> dict:
+                     precision: str = "fp32", ensemble: str = "probability") -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
@@ -203,7 +204,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
-        workers=workers, backend=backend, fast=fast, calibrated=calibrated, precision=precision)
+        workers=workers, backend=backend, fast=fast, calibrated=calibrated, precision=precision,
+        ensemble=ensemble)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:

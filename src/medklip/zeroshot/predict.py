@@ -14,6 +14,7 @@ import torch
 from medklip.data.image_io import IMAGE_SUFFIXES
 from medklip.data.preprocess import Preprocess
 from medklip.data.profiles import RELEASE_PROFILES
+from medklip.errors import MedKLIPError
 from medklip.evaluation.calibration import apply as apply_calibration
 from medklip.knowledge import DescriptionTexts, KnowledgeBase, as_texts, normalize_name
 from medklip.models import MedKLIP
@@ -22,6 +23,7 @@ from medklip.models.factory import create_model
 from medklip.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from medklip.zeroshot.backends import make_backend, resolve_precision
 from medklip.zeroshot.loading import iter_batches
+from medklip.zeroshot.queries import ENSEMBLES, QuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,11 @@ class Predictor:
         precision: ``fp32`` (default, exact), ``bf16`` (autocast; opt-in) or ``auto`` (bf16 only
             where the hardware computes it natively; the choice and why are logged and kept in
             :attr:`precision`).
-        ensembles: query a knowledge-base finding outside the model by all its descriptions (the
-            mean of their embeddings); default: yes, except for a model that reproduces the
+        ensemble: how several descriptions of one finding are combined (:data:`ENSEMBLES`):
+            ``probability`` (default) averages the probabilities and heatmaps of one query per
+            description; ``embedding`` queries the mean of their embeddings.
+        ensembles: query a knowledge-base finding outside the model by all its descriptions;
+            default: yes, except for a model that reproduces the
             release (an official checkpoint: its release preprocessing), which queries the main
             description only, as the release does. Descriptions given in ``describe`` are always
             used as given.
@@ -161,7 +166,7 @@ class Predictor:
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
                  backend: str = "torch", fast: bool = False, calibrated: bool = True,
-                 ensembles: bool | None = None, precision: str = "fp32") -> None:
+                 ensembles: bool | None = None, precision: str = "fp32", ensemble: str = "probability") -> None:
         self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -179,6 +184,9 @@ class Predictor:
             logger.info("precision %s (%s)", self.precision, why)
         self.backend = make_backend(backend, self.model, self.precision)
         self.ensembles = (self.model.preprocess_cfg.profile not in RELEASE_PROFILES) if ensembles is None else ensembles
+        if ensemble not in ENSEMBLES:
+            raise MedKLIPError(f"unknown ensemble {ensemble!r}; use one of {', '.join(ENSEMBLES)}")
+        self.ensemble = ensemble
         record = self.model.calibration if calibrated else None
         self.calibration: dict[str, dict[str, float]] = dict((record or {}).get("parameters", {}))
         """Entity name -> calibration parameters applied to that query's probability."""
@@ -221,33 +229,46 @@ class Predictor:
                                         max_length=info.get("query_max_length", ZERO_SHOT_MAX_LENGTH))
         return self._encoder
 
-    def queries(self, findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None
-                ) -> tuple[list[str], torch.Tensor, list[int]]:
-        """The model's queries plus added ones; returns (names, embeddings, rows of ``findings``).
+    def query_set(self, findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None
+                  ) -> QuerySet:
+        """The model's queries plus added ones, and the rows of each requested finding.
 
         A finding the model was trained on uses its own query; a described one, or one of the
-        knowledge base the model lacks (e.g. covid-19), becomes an added query: the mean of the
-        embeddings of its descriptions when it has several (an ensemble).
+        knowledge base the model lacks (e.g. covid-19), is added. A finding with several
+        descriptions is an ensemble (:attr:`ensemble`): one query per description whose
+        probabilities and heatmaps are averaged, or one query from the mean of their embeddings.
         """
         describe = dict(describe or {})
-        names, emb = list(self.model.entity_names), [self.model.entity_embeddings.cpu()]
+        names = list(self.model.entity_names)
         known = {normalize_name(n): i for i, n in enumerate(names)}
-        groups: list[list[str]] = []
-        rows: list[int] = []
+        pending: list[list[str]] = []
+        groups: list[list[int]] = []
         for name in requested_names(findings, describe):
             if name in describe:
-                groups.append(as_texts(describe[name], name, "--describe"))
+                texts = as_texts(describe[name], name, "--describe")
             elif normalize_name(name) not in known:
                 texts = self.knowledge.texts(name)  # unknown -> error with close names
-                groups.append(texts if self.ensembles else texts[:1])
+                texts = texts if self.ensembles else texts[:1]
             else:
-                rows.append(known[normalize_name(name)])
+                groups.append([known[normalize_name(name)]])
                 continue
-            names.append(name)
-            rows.append(len(names) - 1)
-        if groups:
-            emb.append(self.encode_ensembles(groups))
-        return names, torch.cat(emb), rows
+            members = [texts] if self.ensemble == "embedding" or len(texts) == 1 else [[t] for t in texts]
+            rows = []
+            for k, member in enumerate(members, start=1):
+                names.append(name if len(members) == 1 else f"{name} #{k}")
+                pending.append(member)
+                rows.append(len(names) - 1)
+            groups.append(rows)
+        emb = [self.model.entity_embeddings.cpu()]
+        if pending:
+            emb.append(self.encode_ensembles(pending))
+        return QuerySet(names, torch.cat(emb), groups)
+
+    def queries(self, findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None
+                ) -> tuple[list[str], torch.Tensor, list[int]]:
+        """``(names, embeddings, rows)`` of :meth:`query_set` (the first row of each finding)."""
+        qs = self.query_set(findings, describe)
+        return qs.names, qs.embeddings, qs.rows
 
     def encode_ensembles(self, groups: Sequence[Sequence[str]]) -> torch.Tensor:
         """One query per group of descriptions: the mean of the group's text embeddings."""
@@ -262,13 +283,15 @@ class Predictor:
                      keep_display: bool = False) -> Iterator[Prediction]:
         """Predictions in input order, each yielded as soon as its batch is done (nothing is kept);
         an unreadable image gets ``error`` and the rest go on."""
-        _names, queries, rows = self.queries(findings, describe)
+        qs = self.query_set(findings, describe)
         asked = requested_names(findings, describe)
-        flags = dict(zip(asked, self.calibrated_rows(rows)))
+        flags = dict(zip(asked, self.calibrated_rows(qs.rows)))
         for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
             good = batch.good
-            probs, maps = self.backend(batch.stack(), queries, heatmaps) if good else (None, None)
-            probs = self.calibrate(probs[:, rows], rows) if probs is not None else None
+            probs, maps = self.backend(batch.stack(), qs.embeddings, heatmaps) if good else (None, None)
+            if probs is not None:
+                probs, maps = qs.reduce(probs, maps)
+                probs = self.calibrate(probs, qs.rows)
             position = {item.index: i for i, item in enumerate(good)}
             for item in batch.items:
                 pred = Prediction(item.path, display=item.display, size=item.shape, error=item.error,
@@ -279,7 +302,7 @@ class Predictor:
                     i = position[item.index]
                     pred.probabilities = dict(zip(asked, probs[i].tolist()))
                     if maps is not None:
-                        pred.heatmaps = dict(zip(asked, maps[i, rows]))
+                        pred.heatmaps = dict(zip(asked, maps[i]))
                 yield pred
 
     def predict(self, images: Sequence[str | Path], findings: Sequence[str] = DEFAULT_FINDINGS,
