@@ -84,11 +84,12 @@ def test_the_opt_in_fast_decoding_stays_close(images) -> None:
         assert a.shape == b.shape and (a - b).abs().mean() < 0.05  # normalised units
 
 
-def test_the_onnxruntime_backend_equals_torch(images, minilm) -> None:
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_exported_backends_equal_torch(images, minilm, backend) -> None:
     names = ["effusion", "pneumonia", "covid-19"]
     describe = {"covid-19": "Ground-glass opacities in both lower zones."}
     torch_p = Predictor(make_tiny_model(minilm), device="cpu", preprocess="release-cxr14")
-    ort_p = Predictor(make_tiny_model(minilm), device="cpu", preprocess="release-cxr14", backend="onnxruntime")
+    ort_p = Predictor(make_tiny_model(minilm), device="cpu", preprocess="release-cxr14", backend=backend)
     torch_p._encoder = ort_p._encoder = minilm
     # (queries attend to each other: a set with another member gives other numbers, so each set is
     # compared with itself; the second one needs a graph of its own size)

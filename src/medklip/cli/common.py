@@ -44,9 +44,9 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes decoding images ahead of the model (default: one per core beyond the first, "
                         "at most 4)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="run the model in PyTorch (default) or ONNX Runtime (CPU, about 1.5x faster; needs "
-                        "medklip[export])")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                   help="run the model in PyTorch (default), ONNX Runtime (CPU; needs medklip[export]) or OpenVINO "
+                        "(CPU; needs medklip[openvino]); benchmarks/speed.py times them")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="fp32 (default, exact), bf16 autocast (opt-in; faster where the CPU / GPU computes bf16 "
                         "natively, probabilities change slightly), or auto (bf16 only where native)")
