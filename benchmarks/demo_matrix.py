@@ -67,6 +67,22 @@ def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, over
             "covid_margin": s["covid-19_auc_by_description"] - s["covid-19_auc_by_name"]}
 
 
+def rescore_cell(out: Path, row: dict) -> dict:
+    """A finished cell's trained model scored again by this checkout's zero-shot evaluation, as
+    ``medklip demo`` would score it now (the training is not rerun: the numbers change only where
+    the evaluation changed, e.g. covid-19's descriptions queried as an ensemble)."""
+    from medklip.demo import demo_summary
+    from medklip.zeroshot.benchmark import evaluate_dataset
+
+    folder = out / cell_name(row["seed"], row["machine"], row["threads"])
+    m = evaluate_dataset("synthetic", folder / "world", folder / "pretrain" / "best", folder / "rescored",
+                         split="test", n_boot=200, n_overlays=0)
+    s = demo_summary(m)
+    return {**row, **{k: v for k, v in s.items() if not isinstance(v, dict)},
+            "pointing_ratio": s["pointing_game"] / s["pointing_game_chance"],
+            "covid_margin": s["covid-19_auc_by_description"] - s["covid-19_auc_by_name"]}
+
+
 def table(rows: list[dict], bars: dict[str, float]) -> str:
     ok = [r for r in rows if "error" not in r]
     lines = ["| seed | machine | threads | " + " | ".join(label for _, label in METRICS) + " |",
@@ -98,6 +114,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="one-thread cells run this many at a time")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every cell")
     p.add_argument("--out", default="runs/demo-matrix")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the finished cells' models again with this checkout's evaluation (no training); "
+                        "written to OUT/cells-rescored.jsonl")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +124,13 @@ def main() -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     rows = [r for r in rows if "error" not in r]
     done = {(r["seed"], r["machine"], r["threads"]) for r in rows}
+    if args.rescore:
+        rows = [rescore_cell(out, r) for r in rows]
+        (out / "cells-rescored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        text = table(rows, QUICK_BARS if args.quick else DEFAULT_BARS)
+        print(text)
+        (out / "matrix-rescored.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+        return
     # seed by seed, every machine for each: an interrupted matrix still covers every machine
     todo = [(s, m, t) for t in sorted(args.threads, reverse=True) for s in args.seeds for m in args.machines
             if (s, m, t) not in done]
