@@ -51,6 +51,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"findings) {m['pointing_game']:.3f}; Dice (best threshold, macro) {m['dice_best_macro']:.3f}\n"
           f"  covid-19 (unseen) AUC by description {m['covid-19_auc_by_description']:.3f}, "
           f"by name {m['covid-19_auc_by_name']:.3f}\n"
+          f"  seen findings macro F1 at the thresholds chosen on validation {m['seen_macro_f1_validation_threshold']:.3f} "
+          f"(tuned on test, the paper's protocol: {m['seen_macro_f1_test_tuned']:.3f}); mean ECE "
+          f"{m['seen_mean_ece']:.3f}\n"
           f"  report: {z / 'report.md'}\n  metrics: {z / 'metrics.json'}\n  ROC curves: {z / 'roc_curves.png'}\n"
           f"  heatmaps: {z / 'heatmaps'}\n  model: {result.output / 'pretrain' / 'best'}")
     return 0
