@@ -92,7 +92,7 @@ def measure(run: Path, out: Path, test_images: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = ("| run | seen AUC | F1 val. t | F1 test-tuned | ECE raw | ECE temp. | ECE Platt | Brier raw | "
-            "Brier temp. | Brier Platt | covid single | covid ensemble | covid mean prob. | covid mean prob. (one pass) |")
+            "Brier temp. | Brier Platt | covid single | covid ens. (mean prob.) | covid ens. (mean emb.) | covid each |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {Path(r['run']).name} | {r['raw']['seen_auc']:.3f} | {r['raw']['f1_validation_threshold']:.3f} | "
