@@ -19,7 +19,7 @@ def shipped_texts() -> list[str]:
     """The 75 descriptions, the 51 position prompts, the extension (covid-19, PadChest) and the
     synthetic world's descriptions with their variants."""
     kb = KnowledgeBase.extended()
-    texts = [e.description for e in kb.entities] + kb.position_texts()
+    texts = [t for e in kb.entities for t in e.texts] + kb.position_texts()
     for name in ("synthetic-world", "chest-findings"):
         texts += [t for group in read_description_variants(packaged_descriptions(name)).values() for t in group]
     return list(dict.fromkeys(texts))
