@@ -257,6 +257,9 @@ def test_knowledge_extension_descriptions_are_complete() -> None:
     from medklip.knowledge.base import extension_descriptions
 
     texts = extension_descriptions()
-    assert len(texts) == 181 and all(len(t.split()) >= 8 for t in texts.values())
-    lengths = np.array([len(t) for t in texts.values()])
+    assert len(texts) == 181 and all(isinstance(v, list) and len(v) == 4 for v in texts.values())
+    assert all(len(v[0].split()) >= 8 for v in texts.values())  # the main description says it all
+    assert all(len(t.split()) >= 3 for v in texts.values() for t in v)  # each variant: what / looks / where
+    assert all(len(set(v)) == 4 for v in texts.values())
+    lengths = np.array([len(t) for v in texts.values() for t in v])
     assert lengths.max() < 300  # fits the zero-shot token limit of the release (64 tokens)
