@@ -24,7 +24,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from medklip.app import PredictionService, create_app
     from medklip.zeroshot.predict import Predictor
 
-    predictor = Predictor(args.model, text_encoder=args.text_encoder, device=args.device)
+    predictor = Predictor(args.model, text_encoder=args.text_encoder, device=args.device, precision=args.precision,
+                          calibrated=not args.uncalibrated)
     service = PredictionService(predictor, max_upload_mb=args.max_upload_mb, model_name=str(args.model))
     if not _is_loopback(args.host):
         print(f"medklip serve: warning: listening on {args.host}: other machines can reach the page",
@@ -46,4 +47,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=50, help="largest upload accepted (default: 50)")
     p.add_argument("--device", help="cpu / cuda (default: a GPU if there is one)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default, exact), bf16 autocast, or auto (bf16 only where the hardware has it)")
+    p.add_argument("--uncalibrated", action="store_true", help="raw probabilities even when the model is calibrated")
     p.set_defaults(handler=cmd_serve)
