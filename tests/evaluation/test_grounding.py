@@ -129,3 +129,84 @@ def test_detection_precision_recall_at_iou_0_1() -> None:
     total = c + g.detection_counts(truth, truth)
     assert (total.true_predicted, total.predicted, total.detected_truth, total.truth) == (3, 5, 3, 4)
     assert np.isnan(g.detection_counts(np.zeros((4, 4)), np.zeros((4, 4))).precision)
+
+
+# ---------------------------------------------------------------- cases mutation testing asked for
+def test_normalize_heatmap_with_an_offset_and_a_flat_map() -> None:
+    from medklip.evaluation.grounding import normalize_heatmap
+
+    np.testing.assert_allclose(normalize_heatmap(np.array([[2.0, 4.0], [6.0, 10.0]])), [[0, 0.25], [0.5, 1.0]])
+    assert not normalize_heatmap(np.full((2, 2), 3.0)).any()
+
+
+def test_empty_and_one_pixel_overlaps() -> None:
+    from medklip.evaluation.grounding import dice, fixed_threshold_scores, iou
+
+    one, empty = np.zeros((3, 3), bool), np.zeros((3, 3), bool)
+    one[0, 0] = True
+    assert iou(empty, empty) == 1.0 and dice(empty, empty) == 1.0
+    assert iou(one, empty) == 0.0 and dice(one, empty) == 0.0  # a union of one pixel, no overlap
+    at = np.zeros((3, 3))
+    at[0, 0] = 0.008  # exactly the release's threshold: not above it
+    assert fixed_threshold_scores(at, one) == (0.0, 0.0)
+
+
+def test_segmentation_on_a_non_square_grid_by_hand() -> None:
+    """A 2 x 3 patch grid on a 4 x 9 mask: each patch is a 2 x 3 block; the mask is the middle
+    top block. At t = 0.6 only that patch is on (Dice 1); at 0.4 the faint bottom-right one too
+    (12 predicted pixels, 6 right: Dice 12 / 18, IoU 6 / 12)."""
+    from medklip.evaluation.grounding import best_threshold_segmentation, random_patch_hit_rate, segmentation_at
+
+    heat = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
+    mask = np.zeros((4, 9), bool)
+    mask[:2, 3:6] = True
+    assert segmentation_at([heat], [mask], 0.6).dice == 1.0
+    s = segmentation_at([heat], [mask], 0.4)
+    assert s.dice == pytest.approx(12 / 18) and s.iou == pytest.approx(6 / 12)
+    best = best_threshold_segmentation([heat], [mask])
+    assert best.dice == 1.0 and best.threshold == pytest.approx(0.51)  # the first of the tied thresholds
+    assert random_patch_hit_rate((2, 3), mask) == pytest.approx(1 / 6)
+    # an empty mask with nothing predicted scores 1; a prediction beside the mask scores 0
+    assert segmentation_at([heat], [np.zeros((4, 9), bool)], 1.5).dice == 1.0
+    beside = np.zeros((4, 9), bool)
+    beside[2:, :3] = True
+    assert segmentation_at([heat], [beside], 0.6).dice == 0.0 and segmentation_at([heat], [beside], 0.6).iou == 0.0
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        best_threshold_segmentation([heat, heat], [mask])
+
+
+def test_detection_counts_by_hand() -> None:
+    """Two predicted regions (one touching the truth only diagonally-connected into one region),
+    one true region: 8-connectivity, each region matched at IoU >= 0.1."""
+    from medklip.evaluation.grounding import DetectionCounts, detection_counts
+
+    truth = np.zeros((8, 8), bool)
+    truth[0:2, 0:2] = True
+    pred = np.zeros((8, 8), bool)
+    pred[0, 0] = pred[1, 1] = True  # diagonal neighbours: one region under 8-connectivity
+    pred[6:8, 6:8] = True  # a false alarm
+    c = detection_counts(pred, truth)
+    assert (c.true_predicted, c.predicted, c.detected_truth, c.truth) == (1, 2, 1, 1)
+    two_truths = truth.copy()
+    two_truths[5:8, 0:3] = True
+    c = detection_counts(pred, two_truths)  # 2 predicted, 2 true regions: one pair matched
+    assert (c.true_predicted, c.predicted, c.detected_truth, c.truth) == (1, 2, 1, 2)
+    both = pred.copy()
+    both[0:2, 0:2] = True
+    both[6:8, 6:8] = False
+    both[4, 4] = True  # two predictions, the second far from any truth
+    c = detection_counts(both, truth)
+    assert (c.true_predicted, c.predicted, c.detected_truth) == (1, 2, 1)
+    wide = np.zeros((8, 8), bool)
+    wide[0:2, 0:6] = True
+    halves = np.zeros((8, 8), bool)
+    halves[0:2, 0:2] = halves[0:2, 4:6] = True  # two predictions inside one truth (IoU 1/3 each)
+    c = detection_counts(halves, wide)
+    assert (c.true_predicted, c.predicted, c.detected_truth, c.truth) == (2, 2, 1, 1)
+    # IoU exactly at the threshold counts: 1 predicted pixel inside a 10-pixel truth
+    line = np.zeros((1, 12), bool)
+    line[0, :10] = True
+    dot = np.zeros((1, 12), bool)
+    dot[0, 0] = True
+    assert detection_counts(dot, line).detected_truth == 1
+    assert np.isnan(DetectionCounts(0, 0, 0, 0).recall)
