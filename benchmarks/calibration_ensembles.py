@@ -118,11 +118,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="demo run folders (RUN/pretrain/best, RUN/world)")
     p.add_argument("--out", default="runs/calibration-ensembles")
+    p.add_argument("--covid-only", choices=["knowledge-base"],
+                   help="only covid-19's AUCs, with the packaged knowledge base's descriptions (the paper's and "
+                        "its variants: what the demo queries); results in OUT/covid-knowledge-base.jsonl")
     p.add_argument("--test-images", type=int, default=1500,
                    help="score on at least this many test images (the run's, then more of the same world)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.covid_only:
+        from medklip.knowledge import KnowledgeBase
+
+        variants = KnowledgeBase.default().texts(COVID)
+        lines = []
+        for run in map(Path, args.runs):
+            world = world_v5(run, out / run.name, args.test_images)
+            row = {"run": str(run), **covid_aucs(run / "pretrain" / "best", world, variants)}
+            lines.append(row)
+            with (out / "covid-knowledge-base.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+        return 0
     results = out / "results.jsonl"
     done = {json.loads(line)["run"]: json.loads(line) for line in results.read_text().splitlines()} \
         if results.is_file() else {}

@@ -30,24 +30,47 @@ def test_temperature_scaling_on_an_overconfident_set() -> None:
     # before: each group sits in one bin; |0.7 - sigmoid(4)| on both sides
     assert ece(y, p) == pytest.approx(_sigmoid(4.0) - 0.7, abs=1e-12)
     assert brier(y, p) == pytest.approx(0.7 * (1 - _sigmoid(4.0)) ** 2 + 0.3 * _sigmoid(4.0) ** 2, abs=1e-12)
+    # Platt's targets: 101/102 for the 100 positives, 1/102 for the 100 negatives; the log-loss
+    # optimum puts sigmoid(4 / T) at the mean target of the +4 group, (70 * 101 + 30) / 10200
+    q_star = (70 * 101 + 30 * 1) / 10200
     params = fit("temperature", y, p)
-    # the log-loss optimum puts sigmoid(4 / T) at the groups' positive rate 0.7: T = 4 / logit(0.7)
-    assert params["temperature"] == pytest.approx(4 / math.log(0.7 / 0.3), rel=1e-5)
+    assert params["temperature"] == pytest.approx(4 / math.log(q_star / (1 - q_star)), rel=1e-6)
     q = apply(params, p)
-    assert q[:100] == pytest.approx(0.7, abs=1e-5) and q[100:] == pytest.approx(0.3, abs=1e-5)
-    assert ece(y, q) == pytest.approx(0.0, abs=1e-5)
-    assert brier(y, q) == pytest.approx(0.7 * 0.3**2 + 0.3 * 0.7**2, abs=1e-5)  # 0.21, from 0.2895
+    assert q[:100] == pytest.approx(q_star, abs=1e-6) and q[100:] == pytest.approx(1 - q_star, abs=1e-6)
+    assert ece(y, q) == pytest.approx(0.7 - q_star, abs=1e-6)  # 0.0039, from 0.282
+    assert brier(y, q) == pytest.approx(0.7 * (1 - q_star) ** 2 + 0.3 * q_star**2, abs=1e-6)  # 0.2100, from 0.2895
 
 
 def test_platt_scaling_shifts_the_base_rate() -> None:
-    # log-odds 2 with 90% positives, 0 with 50%: a * 2 + b = logit(0.9), b = 0
+    # log-odds 2 with 90% positives, 0 with 50%; 140 positives (target 141/142), 60 negatives (1/62):
+    # a * 2 + b and b are the logits of the two groups' mean targets
     y = np.r_[np.ones(90), np.zeros(10), np.ones(50), np.zeros(50)].astype(int)
     p = np.r_[np.full(100, _sigmoid(2.0)), np.full(100, 0.5)]
+    high, low = (90 * 141 / 142 + 10 / 62) / 100, (50 * 141 / 142 + 50 / 62) / 100
     params = fit("platt", y, p)
-    assert params["slope"] == pytest.approx(math.log(9) / 2, abs=1e-4) and params["intercept"] == pytest.approx(0, abs=1e-4)
-    assert apply(params, p)[:100] == pytest.approx(0.9, abs=1e-4)
+    b = math.log(low / (1 - low))
+    assert params["intercept"] == pytest.approx(b, abs=1e-5)
+    assert params["slope"] == pytest.approx((math.log(high / (1 - high)) - b) / 2, abs=1e-5)
+    assert apply(params, p)[:100] == pytest.approx(high, abs=1e-5)
     with pytest.raises(ValueError, match="positive and negative"):
         fit("temperature", np.ones(4), np.full(4, 0.5))
+
+
+def test_a_separable_finding_keeps_its_ranking() -> None:
+    """Held-out images that one threshold separates: Platt's targets keep the fit finite, so no
+    probability collapses to 0 or 1 and ties cannot change the AUC."""
+    from medklip.evaluation.metrics import roc_auc
+
+    y = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.9])
+    for method in ("platt", "temperature"):
+        q = apply(fit(method, y, p), p)
+        assert len(np.unique(q)) == 5 and 0 < q.min() and q.max() < 1
+        assert roc_auc(y, q) == roc_auc(y, p) == 1.0
+    # no signal at all on the held-out images: the slope stops at its floor, the scores stay distinct
+    flat = fit("platt", np.array([1, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4]))
+    assert flat["slope"] == pytest.approx(0.01)
+    assert len(np.unique(apply(flat, np.array([0.1, 0.2, 0.3, 0.4])))) == 4
 
 
 def test_bins_and_saturated_probabilities() -> None:
@@ -70,7 +93,7 @@ def test_calibrate_writes_a_model_that_applies_it(world, tiny_model_dir, tmp_pat
                  "-o", str(out), "-q"]) == 0
     assert "calibrated" in capsys.readouterr().out
     record = json.loads((out / "config.json").read_text())["calibration"]
-    assert record["method"] == "temperature" and record["images"] == 32 and "validation" in record["data"]
+    assert record["method"] == "platt" and record["images"] == 32 and "validation" in record["data"]
     assert "covid-19" in record["not_calibrated"]  # no validation positive, and not a model query
     assert "Calibration" in (out / "README.md").read_text()
     params = record["parameters"]

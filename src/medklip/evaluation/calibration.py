@@ -5,7 +5,8 @@ and Platt scaling of the finding's log-odds.
 MedKLIP's probability of a finding is the softmax of two logits, i.e. ``sigmoid(d)`` of their
 difference ``d``; both maps act on ``d`` (recovered from the probability, so they apply to every
 backend) and keep the ranking, hence the AUC: temperature ``sigmoid(d / T)`` (one parameter: it
-sharpens or softens around ``d = 0``), Platt ``sigmoid(a d + b)`` (also shifts the base rate)."""
+sharpens or softens around ``d = 0``), Platt ``sigmoid(a d + b)`` (also shifts the base rate).
+Both are fitted to Platt's smoothed targets (:func:`platt_targets`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -65,26 +66,48 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(np.sum(r.counts[kept] * np.abs(r.frequency[kept] - r.confidence[kept])) / r.counts.sum())
 
 
-def _nll(y: np.ndarray, z: np.ndarray) -> float:
-    # -log sigmoid(z) for positives, -log sigmoid(-z) for negatives, computed stably
-    return float(np.mean(np.logaddexp(0.0, np.where(y > 0, -z, z))))
+def platt_targets(y: np.ndarray) -> np.ndarray:
+    """Platt's (1999) targets: ``(N+ + 1) / (N+ + 2)`` for positives, ``1 / (N- + 2)`` for
+    negatives. Fitting to them instead of 0 / 1 keeps a finding that the held-out images separate
+    perfectly from an infinite slope (probabilities stuck at 0 and 1, ties, a changed AUC)."""
+    y = np.asarray(y) > 0
+    pos, neg = int(y.sum()), int((~y).sum())
+    return np.where(y, (pos + 1) / (pos + 2), 1 / (neg + 2))
+
+
+def _nll(t: np.ndarray, z: np.ndarray) -> float:
+    # cross-entropy of sigmoid(z) against the targets t, computed stably
+    return float(np.mean(t * np.logaddexp(0.0, -z) + (1 - t) * np.logaddexp(0.0, z)))
 
 
 def fit_temperature(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The temperature ``T`` minimising the log-loss of ``sigmoid(d / T)`` (searched over log T
-    in [-5, 5])."""
-    y, d = np.asarray(y, np.float64), log_odds(p)
-    found = minimize_scalar(lambda s: _nll(y, d * np.exp(-s)), bounds=(-5.0, 5.0), method="bounded",
-                            options={"xatol": 1e-8})
+    """The temperature ``T`` minimising the log-loss of ``sigmoid(d / T)`` against
+    :func:`platt_targets` (searched over log T in [-5, 5])."""
+    t, d = platt_targets(y), log_odds(p)
+    found = minimize_scalar(lambda s: _nll(t, d * np.exp(-s)), bounds=(-5.0, 5.0), method="bounded",
+                            options={"xatol": 1e-10})
     return {"temperature": float(np.exp(found.x))}
 
 
+PLATT_SLOPE = (0.01, 100.0)
+"""Bounds of Platt's slope: positive (the ranking stays) and not so flat that distinct scores
+become equal (a finding the held-out images cannot rank would otherwise get slope ~0: one constant)."""
+
+
 def fit_platt(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Slope ``a`` and intercept ``b`` minimising the log-loss of ``sigmoid(a d + b)``
-    (unregularised; the slope is kept positive so the ranking stays)."""
-    y, d = np.asarray(y, np.float64), log_odds(p)
-    found = minimize(lambda v: _nll(y, np.exp(v[0]) * d + v[1]), x0=np.zeros(2), method="Nelder-Mead",
-                     options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000})
+    """Slope ``a`` (within :data:`PLATT_SLOPE`) and intercept ``b`` minimising the log-loss of
+    ``sigmoid(a d + b)`` against :func:`platt_targets`."""
+    t, d = platt_targets(y), log_odds(p)
+
+    def loss(v: np.ndarray) -> tuple[float, np.ndarray]:
+        a = np.exp(v[0])
+        z = a * d + v[1]
+        r = _sigmoid(z) - t  # d loss / d z, per image
+        return _nll(t, z), np.array([np.mean(r * d) * a, np.mean(r)])
+
+    bounds = [(float(np.log(PLATT_SLOPE[0])), float(np.log(PLATT_SLOPE[1]))), (None, None)]
+    found = minimize(loss, x0=np.zeros(2), jac=True, method="L-BFGS-B", bounds=bounds,
+                     options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000})
     return {"slope": float(np.exp(found.x[0])), "intercept": float(found.x[1])}
 
 
@@ -104,7 +127,7 @@ def apply(params: Mapping[str, float], p: np.ndarray) -> np.ndarray:
         z = d / params["temperature"]
     else:
         z = params["slope"] * d + params["intercept"]
-    return _sigmoid(z).astype(np.float32)
+    return _sigmoid(z)  # float64: a flat map (a slope near 0) must not round distinct scores into ties
 
 
 def calibration_scores(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> dict[str, float]:

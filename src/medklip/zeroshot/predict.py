@@ -209,8 +209,11 @@ class Predictor:
         return [r < len(names) and names[r] in self.calibration for r in rows]
 
     def calibrate(self, probs: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        """``probs`` (columns: query ``rows``) with each calibrated query's map applied."""
-        out = np.array(probs, dtype=np.float32, copy=True)
+        """``probs`` (columns: query ``rows``) with each calibrated query's map applied (float64
+        where any is, so that a flat map keeps distinct scores distinct)."""
+        if not any(self.calibrated_rows(rows)):
+            return probs
+        out = np.array(probs, dtype=np.float64, copy=True)
         for j, (row, done) in enumerate(zip(rows, self.calibrated_rows(rows))):
             if done:
                 out[:, j] = apply_calibration(self.calibration[self.model.entity_names[row]], out[:, j])
