@@ -153,7 +153,7 @@ def test_predictor_and_the_predict_cli_on_the_pth_and_its_converted_folder(offic
     assert (again.encoder.special_tokens, again.encoder.max_length) == ("cls-only", 64)
     # covid-19 as the release queries it: its one description, not the shipped variants' ensemble
     kb_covid = again.knowledge.texts("covid-19")
-    assert len(kb_covid) > 1 and not again.ensembles and predictor.ensembles is False
+    assert len(kb_covid) > 1 and not again.variants and predictor.variants is False
     _, queries, rows = again.queries(["covid-19"])
     torch.testing.assert_close(queries[rows[0]], again.encoder.encode(kb_covid[:1])[0], atol=0, rtol=0)
 

@@ -39,15 +39,15 @@ def test_ensembles_of_descriptions(model_dir, capsys) -> None:
     from medklip.knowledge import KnowledgeBase
 
     a, b = "Hazy ground-glass opacities in both lungs.", "Peripheral opacities in the lower zones."
-    # by embedding: one query, the mean of the descriptions' embeddings
-    p = Predictor(model_dir, device="cpu", ensemble="embedding")
+    # by embedding (the default): one query, the mean of the descriptions' embeddings
+    p = Predictor(model_dir, device="cpu")
     names, queries, rows = p.queries(["covid-19"], {"covid-19": [a, b], "one": a})
     single = p.encoder.encode([a, b])
     assert torch.allclose(queries[rows[0]], (single[0] + single[1]) / 2, atol=1e-6)
     assert torch.equal(queries[rows[1]], single[0])  # one description: its own embedding, unchanged
     assert not torch.allclose(queries[rows[0]], single[0], atol=1e-3)
-    # by probability (the default): one query per description, probabilities and heatmaps averaged
-    q = Predictor(model_dir, device="cpu")
+    # by probability: one query per description, probabilities and heatmaps averaged
+    q = Predictor(model_dir, device="cpu", ensemble="probability")
     qs = q.query_set(["effusion"], {"covid-19": [a, b]})
     assert [qs.names[r] for r in qs.groups[1]] == ["covid-19 #1", "covid-19 #2"] and len(qs.groups[0]) == 1
     [r] = q.predict([rg1_path()], ["effusion"], {"covid-19": [a, b]})
@@ -55,14 +55,19 @@ def test_ensembles_of_descriptions(model_dir, capsys) -> None:
     assert r.probabilities["covid-19"] == pytest.approx((m.probabilities["c1"] + m.probabilities["c2"]) / 2, abs=1e-7)
     np.testing.assert_allclose(r.heatmaps["covid-19"], (m.heatmaps["c1"] + m.heatmaps["c2"]) / 2, atol=1e-7)
     assert r.probabilities["effusion"] == m.probabilities["effusion"]
-    # a knowledge-base entity with variants is queried by all of them
+    # a knowledge-base entity with variants: its main description, or all of them when asked
     kb = KnowledgeBase.default().extend({"covid-19": [a, b]})
-    [k] = Predictor(model_dir, device="cpu", knowledge=kb).predict([rg1_path()], ["effusion", "covid-19"])
+    [k] = Predictor(model_dir, device="cpu", knowledge=kb, ensemble="probability", variants=True).predict(
+        [rg1_path()], ["effusion", "covid-19"])
     assert k.probabilities["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-7)
+    [main_only] = Predictor(model_dir, device="cpu", knowledge=kb).predict([rg1_path()], ["effusion", "covid-19"])
+    [first] = q.predict([rg1_path()], ["effusion"], {"covid-19": a})
+    assert main_only.probabilities["covid-19"] == pytest.approx(first.probabilities["covid-19"], abs=1e-7)
     assert main(["predict", str(rg1_path()), "--model", str(model_dir), "--findings", "effusion",
                  "--describe", f"covid-19={a}", "--describe", f"covid-19={b}", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert out["probabilities"]["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-6)
+    [e] = p.predict([rg1_path()], ["effusion"], {"covid-19": [a, b]}, heatmaps=False)  # the CLI's default: embedding
+    assert out["probabilities"]["covid-19"] == pytest.approx(e.probabilities["covid-19"], abs=1e-6)
     assert out["calibrated"] == {"effusion": False, "covid-19": False} and out["calibration"] is None
 
 

@@ -50,9 +50,12 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="fp32 (default, exact), bf16 autocast (opt-in; faster where the CPU / GPU computes bf16 "
                         "natively, probabilities change slightly), or auto (bf16 only where native)")
-    p.add_argument("--ensemble", choices=["probability", "embedding"], default="probability",
-                   help="a finding with several descriptions: the mean of one query per description's "
-                        "probabilities and heatmaps (default), or one query from their mean embedding")
+    p.add_argument("--ensemble", choices=["embedding", "probability"], default="embedding",
+                   help="a finding with several descriptions: one query from their mean embedding (default), or "
+                        "the mean of one query per description's probabilities and heatmaps")
+    p.add_argument("--variants", action="store_true",
+                   help="query knowledge-base findings outside the model by all their shipped descriptions (an "
+                        "ensemble) instead of the main one")
     p.add_argument("--fast", action="store_true",
                    help="opt-in faster decoding (JPEGs at a reduced scale, fewer resampling passes): "
                         "probabilities change by up to ~1e-3; the default reproduces the release exactly")
@@ -64,4 +67,5 @@ def image_options(args: argparse.Namespace) -> dict:
 
     return {"preprocess": args.preprocess, "workers": default_workers() if args.workers is None else args.workers,
             "max_pixels": "model" if args.max_pixels is None else args.max_pixels, "backend": args.backend,
-            "fast": args.fast, "precision": args.precision, "ensemble": args.ensemble}
+            "fast": args.fast, "precision": args.precision, "ensemble": args.ensemble,
+            "variants": args.variants}

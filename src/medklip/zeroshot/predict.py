@@ -13,7 +13,6 @@ import torch
 
 from medklip.data.image_io import IMAGE_SUFFIXES
 from medklip.data.preprocess import Preprocess
-from medklip.data.profiles import RELEASE_PROFILES
 from medklip.errors import MedKLIPError
 from medklip.evaluation.calibration import apply as apply_calibration
 from medklip.knowledge import DescriptionTexts, KnowledgeBase, as_texts, normalize_name
@@ -153,20 +152,19 @@ class Predictor:
             where the hardware computes it natively; the choice and why are logged and kept in
             :attr:`precision`).
         ensemble: how several descriptions of one finding are combined (:data:`ENSEMBLES`):
-            ``probability`` (default) averages the probabilities and heatmaps of one query per
-            description; ``embedding`` queries the mean of their embeddings.
-        ensembles: query a knowledge-base finding outside the model by all its descriptions;
-            default: yes, except for a model that reproduces the
-            release (an official checkpoint: its release preprocessing), which queries the main
-            description only, as the release does. Descriptions given in ``describe`` are always
-            used as given.
+            ``embedding`` (default) queries the mean of their embeddings; ``probability`` averages
+            the probabilities and heatmaps of one query per description.
+        variants: query a knowledge-base finding outside the model by all its shipped descriptions
+            (an ensemble) instead of its main one. Off by default: on the demo world neither way of
+            combining covid-19's four descriptions beat its main one (README); the release queries
+            the main one. Several descriptions given in ``describe`` are always all used.
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,
                  device: str | torch.device | None = None, knowledge: KnowledgeBase | None = None,
                  preprocess: str | None = None, max_pixels: int | None | str = "model", workers: int = 0,
                  backend: str = "torch", fast: bool = False, calibrated: bool = True,
-                 ensembles: bool | None = None, precision: str = "fp32", ensemble: str = "probability") -> None:
+                 variants: bool = False, precision: str = "fp32", ensemble: str = "embedding") -> None:
         self.knowledge = knowledge or KnowledgeBase.extended()
         self._encoder: TextEncoder | None = None
         self._encoder_name = text_encoder
@@ -183,7 +181,7 @@ class Predictor:
         if precision != "fp32":
             logger.info("precision %s (%s)", self.precision, why)
         self.backend = make_backend(backend, self.model, self.precision)
-        self.ensembles = (self.model.preprocess_cfg.profile not in RELEASE_PROFILES) if ensembles is None else ensembles
+        self.variants = variants
         if ensemble not in ENSEMBLES:
             raise MedKLIPError(f"unknown ensemble {ensemble!r}; use one of {', '.join(ENSEMBLES)}")
         self.ensemble = ensemble
@@ -251,7 +249,7 @@ class Predictor:
                 texts = as_texts(describe[name], name, "--describe")
             elif normalize_name(name) not in known:
                 texts = self.knowledge.texts(name)  # unknown -> error with close names
-                texts = texts if self.ensembles else texts[:1]
+                texts = texts if self.variants else texts[:1]
             else:
                 groups.append([known[normalize_name(name)]])
                 continue

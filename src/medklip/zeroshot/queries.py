@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-ENSEMBLES = ("probability", "embedding")
-"""How several descriptions of one finding are combined: the mean of the probabilities (and
-heatmaps) of one query per description (default: the better on the demo world, see the README),
-or one query from the mean of their embeddings."""
+ENSEMBLES = ("embedding", "probability")
+"""How several descriptions of one finding are combined: one query from the mean of their
+embeddings (default: the better of the two on the demo world, README), or the mean of the
+probabilities (and heatmaps) of one query per description."""
 
 
 @dataclass
