@@ -55,12 +55,13 @@ def test_ensembles_of_descriptions(model_dir, capsys) -> None:
     assert r.probabilities["covid-19"] == pytest.approx((m.probabilities["c1"] + m.probabilities["c2"]) / 2, abs=1e-7)
     np.testing.assert_allclose(r.heatmaps["covid-19"], (m.heatmaps["c1"] + m.heatmaps["c2"]) / 2, atol=1e-7)
     assert r.probabilities["effusion"] == m.probabilities["effusion"]
-    # a knowledge-base entity with variants: its main description, or all of them when asked
+    # a knowledge-base entity with variants: all of them (medklip's models), or its main one when asked
     kb = KnowledgeBase.default().extend({"covid-19": [a, b]})
-    [k] = Predictor(model_dir, device="cpu", knowledge=kb, ensemble="probability", variants=True).predict(
+    [k] = Predictor(model_dir, device="cpu", knowledge=kb, ensemble="probability").predict(
         [rg1_path()], ["effusion", "covid-19"])
     assert k.probabilities["covid-19"] == pytest.approx(r.probabilities["covid-19"], abs=1e-7)
-    [main_only] = Predictor(model_dir, device="cpu", knowledge=kb).predict([rg1_path()], ["effusion", "covid-19"])
+    [main_only] = Predictor(model_dir, device="cpu", knowledge=kb, variants=False).predict(
+        [rg1_path()], ["effusion", "covid-19"])
     [first] = q.predict([rg1_path()], ["effusion"], {"covid-19": a})
     assert main_only.probabilities["covid-19"] == pytest.approx(first.probabilities["covid-19"], abs=1e-7)
     assert main(["predict", str(rg1_path()), "--model", str(model_dir), "--findings", "effusion",

@@ -53,9 +53,10 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", choices=["embedding", "probability"], default="embedding",
                    help="a finding with several descriptions: one query from their mean embedding (default), or "
                         "the mean of one query per description's probabilities and heatmaps")
-    p.add_argument("--variants", action="store_true",
+    p.add_argument("--variants", choices=["auto", "on", "off"], default="auto",
                    help="query knowledge-base findings outside the model by all their shipped descriptions (an "
-                        "ensemble) instead of the main one")
+                        "ensemble) or the main one only; auto (default): all of them, except for official "
+                        "checkpoints, which query the main one as the release does")
     p.add_argument("--fast", action="store_true",
                    help="opt-in faster decoding (JPEGs at a reduced scale, fewer resampling passes): "
                         "probabilities change by up to ~1e-3; the default reproduces the release exactly")
@@ -68,4 +69,4 @@ def image_options(args: argparse.Namespace) -> dict:
     return {"preprocess": args.preprocess, "workers": default_workers() if args.workers is None else args.workers,
             "max_pixels": "model" if args.max_pixels is None else args.max_pixels, "backend": args.backend,
             "fast": args.fast, "precision": args.precision, "ensemble": args.ensemble,
-            "variants": args.variants}
+            "variants": {"auto": None, "on": True, "off": False}[args.variants]}

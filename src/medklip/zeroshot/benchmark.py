@@ -169,7 +169,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
                      fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True,
-                     precision: str = "fp32", ensemble: str = "embedding", variants: bool = False) -> dict:
+                     precision: str = "fp32", ensemble: str = "embedding", variants: bool | None = None) -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
