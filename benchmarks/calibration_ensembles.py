@@ -74,7 +74,7 @@ def seen_summary(m: dict) -> dict[str, float]:
             "brier": m["calibration"]["seen"]["brier"], "seen_auc": seen["auc"]}
 
 
-def measure(run: Path, out: Path, test_images: int) -> dict:
+def measure(run: Path, out: Path, test_images: int, covid: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     world = world_v5(run, out, test_images)
     model = run / "pretrain" / "best"
@@ -85,8 +85,9 @@ def measure(run: Path, out: Path, test_images: int) -> dict:
         calibrate_model(model, "synthetic", world, out / f"model-{method}", method=method)
         row[method] = seen_summary(evaluate_dataset("synthetic", world, out / f"model-{method}", out / method,
                                                     **common))
-    variants = read_description_variants(resolve_descriptions("synthetic-world"))[COVID]
-    row.update(covid_aucs(model, world, variants))
+    if covid:
+        variants = read_description_variants(resolve_descriptions("synthetic-world"))[COVID]
+        row.update(covid_aucs(model, world, variants))
     return row
 
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--covid-only", choices=["knowledge-base"],
                    help="only covid-19's AUCs, with the packaged knowledge base's descriptions (the paper's and "
                         "its variants: what the demo queries); results in OUT/covid-knowledge-base.jsonl")
+    p.add_argument("--no-covid", action="store_true", help="operating points and calibration only")
     p.add_argument("--test-images", type=int, default=1500,
                    help="score on at least this many test images (the run's, then more of the same world)")
     args = p.parse_args(argv)
@@ -145,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in map(Path, args.runs):
         if str(run) not in done:
-            done[str(run)] = measure(run, out / run.name, args.test_images)
+            done[str(run)] = measure(run, out / run.name, args.test_images, not args.no_covid)
             with results.open("a") as f:
                 f.write(json.dumps(done[str(run)]) + "\n")
             print(f"{run}: done", file=sys.stderr, flush=True)
         rows.append(done[str(run)])
-    print(table(rows))
+    print(table(rows) if all("covid_single" in r for r in rows) else json.dumps(rows, indent=1))
     return 0
 
 

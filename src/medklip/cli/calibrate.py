@@ -35,8 +35,8 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="the dataset folder")
     p.add_argument("-o", "--output", required=True, help="the calibrated model folder to write")
     p.add_argument("--method", choices=["temperature", "platt"], default="platt",
-                   help="platt (default: slope and intercept of the log-odds; on the demo world it halved the ECE "
-                        "where a temperature took off a fifth) or temperature (one parameter per finding)")
+                   help="platt (default: slope and intercept of the log-odds; on the demo world ECE 0.053 -> 0.032, "
+                        "where a temperature left it at 0.053) or temperature (one parameter per finding)")
     p.add_argument("--split", default="validation", help="the held-out split to fit on (default: validation)")
     p.add_argument("--split-file", help="a split.csv (id,split) naming the images of each split")
     p.add_argument("--seed", type=int, default=0, help="seed of the paper's split when the data has none")
