@@ -41,7 +41,8 @@ from medklip.zeroshot.predict import Predictor
 RELEASE_TF = T.Compose([T.Resize([224, 224]), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 ROWS: list[tuple[str, str, float, float, str]] = []
 PRECISIONS_TO_TIME: set[str] = set()
-"""``bf16`` when ``--bf16``: the opt-in bf16 autocast rows (slower where the CPU emulates bf16)."""
+"""``bf16`` with ``--bf16`` (the opt-in bf16 autocast rows; slower where the CPU emulates bf16),
+``openvino`` with ``--openvino`` (the OpenVINO backend's rows)."""
 
 
 def radiograph(height: int, width: int, seed: int) -> np.ndarray:
@@ -150,6 +151,12 @@ def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, worke
         fast = Predictor(model, device="cpu", preprocess=profile, workers=workers, backend="onnxruntime")
         fast.preprocess = Preprocess(fast.preprocess.config.replace(fast=True))
         runs["opt-in fast (reduced decoding + ONNX Runtime)"] = fast
+        if "openvino" in PRECISIONS_TO_TIME:
+            runs["exact, OpenVINO"] = Predictor(model, device="cpu", preprocess=profile, workers=workers,
+                                                backend="openvino")
+            ov_fast = Predictor(model, device="cpu", preprocess=profile, workers=workers, backend="openvino")
+            ov_fast.preprocess = Preprocess(ov_fast.preprocess.config.replace(fast=True))
+            runs["opt-in fast (reduced decoding + OpenVINO)"] = ov_fast
         if "bf16" in PRECISIONS_TO_TIME:
             runs["opt-in bf16 autocast"] = Predictor(model, device="cpu", preprocess=profile, workers=workers,
                                                      precision="bf16")
@@ -273,8 +280,17 @@ def model_only(model: MedKLIP, repeats: int) -> None:
             session = onnx_session(path)
             ort = measure(lambda: session.run(None, {"images": x.numpy()}))
         row("model only, ONNX Runtime (CPU)", "eager fp32", eager, ort)
+        if "openvino" in PRECISIONS_TO_TIME:
+            import openvino as ov
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = export_onnx(model, Path(tmp) / "m.onnx")
+                compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                request = compiled.create_infer_request()
+                ovr = measure(lambda: request.infer({"images": x.numpy()}))
+            row("model only, OpenVINO (CPU, fp32)", "eager fp32", eager, ovr)
     except ImportError as exc:
-        print(f"ONNX row skipped: {exc}")
+        print(f"ONNX / OpenVINO row skipped: {exc}")
 
 
 def main() -> None:
@@ -285,9 +301,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="half-size images, fewer of them (a smoke run)")
     p.add_argument("--only", nargs="*", default=["e2e", "train", "loader", "model"])
     p.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast paths")
+    p.add_argument("--openvino", action="store_true", help="also time the OpenVINO backend (medklip[openvino])")
     args = p.parse_args()
     if args.bf16:
         PRECISIONS_TO_TIME.add("bf16")
+    if args.openvino:
+        PRECISIONS_TO_TIME.add("openvino")
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     model = paper_model()
     with tempfile.TemporaryDirectory(prefix="medklip-speed-") as tmp:
