@@ -142,8 +142,12 @@ def row(name: str, baseline: str, base_rate: float, ours_rate: float, note: str 
     print(f"{name}: {base_rate:.2f} -> {ours_rate:.2f} img/s = {ours_rate / base_rate:.2f}x {note}", flush=True)
 
 
-def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, workers: int) -> None:
-    for kind, profile in (("png", "release-cxr14"), ("jpeg", "release-cxr14"), ("dicom", "release-rsna")):
+FORMATS = {"png": "release-cxr14", "jpeg": "release-cxr14", "dicom": "release-rsna"}
+
+
+def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, workers: int,
+               formats: tuple[str, ...] = tuple(FORMATS)) -> None:
+    for kind, profile in ((k, FORMATS[k]) for k in formats):
         paths = files[kind]
         runs = {"exact": Predictor(model, device="cpu", preprocess=profile, workers=workers),
                 "exact, ONNX Runtime": Predictor(model, device="cpu", preprocess=profile, workers=workers,
@@ -302,6 +306,8 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=["e2e", "train", "loader", "model"])
     p.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast paths")
     p.add_argument("--openvino", action="store_true", help="also time the OpenVINO backend (medklip[openvino])")
+    p.add_argument("--formats", nargs="+", choices=["png", "jpeg", "dicom"], default=["png", "jpeg", "dicom"],
+                   help="end-to-end rows for these file formats")
     args = p.parse_args()
     if args.bf16:
         PRECISIONS_TO_TIME.add("bf16")
@@ -314,7 +320,7 @@ def main() -> None:
         if "model" in args.only:
             model_only(model, args.repeats + 1)
         if "e2e" in args.only:
-            end_to_end(model, files, args.repeats, args.workers)
+            end_to_end(model, files, args.repeats, args.workers, tuple(args.formats))
         if "train" in args.only:
             training_step(3 if args.quick else 6)
         if "loader" in args.only:
