@@ -167,7 +167,10 @@ def test_segmentation_on_a_non_square_grid_by_hand() -> None:
     assert best.dice == 1.0 and best.threshold == pytest.approx(0.51)  # the first of the tied thresholds
     assert random_patch_hit_rate((2, 3), mask) == pytest.approx(1 / 6)
     # an empty mask with nothing predicted scores 1; a prediction beside the mask scores 0
-    assert segmentation_at([heat], [np.zeros((4, 9), bool)], 1.5).dice == 1.0
+    nothing = segmentation_at([heat], [np.zeros((4, 9), bool)], 1.5)
+    assert nothing.dice == 1.0 and nothing.iou == 1.0
+    one_pixel = segmentation_at([np.array([[1.0, 0.0], [0.0, 0.0]])], [np.zeros((2, 2), bool)], 0.5)
+    assert one_pixel.dice == 0.0 and one_pixel.iou == 0.0  # one pixel predicted, none true: a union of 1
     beside = np.zeros((4, 9), bool)
     beside[2:, :3] = True
     assert segmentation_at([heat], [beside], 0.6).dice == 0.0 and segmentation_at([heat], [beside], 0.6).iou == 0.0
