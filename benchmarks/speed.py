@@ -34,7 +34,6 @@ from PIL import Image
 from torchvision import transforms as T
 
 from medklip import MedKLIP, MedKLIPConfig
-from medklip.models import MedKLIPCriterion
 from medklip.zeroshot.predict import Predictor
 
 RELEASE_TF = T.Compose([T.Resize([224, 224]), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
@@ -182,40 +181,21 @@ def fast_copy(model: MedKLIP) -> MedKLIP:
 
 
 def training_step(steps: int) -> None:
-    def run(release: bool) -> float:
-        torch.manual_seed(0)
-        model = MedKLIP(MedKLIPConfig(), torch.randn(75, 768), torch.randn(51, 768)).train()
-        if not release:
-            model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.02,
-                                **({"foreach": False} if release else {"foreach": True}))
-        crit = MedKLIPCriterion()
-        x = torch.randn(8, 3, 224, 224)
-        if not release:
-            x = x.contiguous(memory_format=torch.channels_last)
-        labels = torch.randint(-1, 3, (8, 75))
-        index = torch.randint(0, 51, (8, 75, 8))
-        times = []
-        for step in range(steps + 1):
-            start = time.perf_counter()
-            out = model(x, need_attentions=release)  # the release always computes attention weights
-            loss = crit(out, labels, index, model.position_embeddings).total
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if release:
-                loss.item()  # the release logs loss.item() every step
-            if step:
-                times.append(time.perf_counter() - start)
-        return 8 / float(np.median(times))
+    """The release's pre-training step against medklip's, both as ``benchmarks/gpu.py`` defines them
+    (one definition of each), on the CPU at batch 8."""
+    from gpu import Sizes, make_step, paper_model, time_steps
 
-    base, ours = run(True), run(False)
+    cpu = torch.device("cpu")
+    sizes = Sizes(8, 224, "resnet50", 4, steps, 0)
+
+    def rate(**options) -> float:
+        return 8 / time_steps(make_step(paper_model(sizes, cpu), sizes, cpu, **options), steps, cpu, warmup=1)
+
+    base, ours = rate(release=True), rate(release=False)
     row("training step, batch 8, 224 px, ResNet-50 (CPU)", "release step", base, ours,
         "(channels_last, fused attention, foreach AdamW, no per-step sync)")
     if "bf16" in PRECISIONS_TO_TIME:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf = run(False)
-        row("training step, bf16 autocast", "release step (fp32)", base, bf)
+        row("training step, bf16 autocast", "release step (fp32)", base, rate(release=False, bf16=True))
 
 
 def loaders(files: list[Path], seconds: float = 8.0) -> None:

@@ -46,7 +46,7 @@ def demo_summary(metrics: dict) -> dict:
         "seen_macro_f1_validation_threshold": seen.get("operating_f1", nan),
         "seen_macro_f1_test_tuned": seen.get("f1", nan),
         "seen_mean_ece": metrics.get("calibration", {}).get("seen", {}).get("ece", nan),
-        "seen_macro_auc": metrics.get("macro_seen", metrics.get("macro", {})).get("auc", float("nan")),
+        "seen_macro_auc": seen.get("auc", nan),
         "per_finding_auc": {k: v["auc"] for k, v in cls.items() if k not in metrics.get("unseen_classes", [])
                             and not k.endswith("(name)")},
         "covid-19_auc_by_description": cls.get(COVID, {}).get("auc", float("nan")),

@@ -61,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           calibrated=not args.uncalibrated, **image_options(args))
     names = requested_names(findings, describe)
     output = _Output(args.format, names, predictor.calibration_source)
-    flags = dict(zip(names, predictor.calibrated_rows(predictor.query_set(findings, describe).rows)))
+    flags = predictor.calibrated_findings(findings, describe)  # without encoding the descriptions a second time
     done = [n for n in names if flags[n]]
     print(f"calibrated on {predictor.calibration_source}: {', '.join(done) or 'none of the asked findings'}; "
           f"uncalibrated: {', '.join(n for n in names if not flags[n]) or 'none'}" if predictor.calibration_source

@@ -78,6 +78,17 @@ class EvaluationRun:
     calibration_source: str | None = None
     reliability: dict = field(default_factory=dict)  # label -> {"raw": Reliability, "calibrated": ...}
 
+    def is_calibrated(self, j: int) -> bool:
+        """Whether prompt ``j``'s probabilities are calibrated (runs that record none: no)."""
+        return j < len(self.calibrated) and bool(self.calibrated[j])
+
+    def binary(self, j: int, probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt ``j``'s 0/1 labels and its column of ``probs`` (default: :attr:`probs`), the
+        images whose label is uncertain (-1 under the ``ignore`` policy) left out."""
+        values = np.array([s.labels.get(self.prompts[j].cls, 0) for s in self.samples])
+        known = values >= 0
+        return (values[known] > 0).astype(int), (self.probs if probs is None else probs)[known, j]
+
 
 def _ci(metric, *arrays, n_boot: int, seed: int) -> list[float]:
     return list(bootstrap_ci(metric, *arrays, n_boot=n_boot, seed=seed)) if n_boot else [float("nan")] * 2
@@ -156,8 +167,7 @@ def grounding(cases: Sequence[GroundingCase], n_boot: int, seed: int) -> dict:
 
 def _calibration_row(run: EvaluationRun, j: int, known: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict:
     """ECE / Brier of prompt ``j``'s probabilities (and of the raw ones where they were calibrated)."""
-    calibrated = bool(run.calibrated[j]) if j < len(run.calibrated) else False
-    row: dict[str, Any] = {**calibration_scores(y, p), "calibrated": calibrated}
+    row: dict[str, Any] = {**calibration_scores(y, p), "calibrated": run.is_calibrated(j)}
     if run.raw_probs is not None:  # some prompt is calibrated: every row gets its before (equal when not this one)
         raw = calibration_scores(y, run.raw_probs[known, j])
         row.update({"ece_raw": raw["ece"], "brier_raw": raw["brier"]})
@@ -172,27 +182,20 @@ def _calibration_summary(run: EvaluationRun, rows: Mapping[str, Mapping[str, Any
         "binning": f"{ECE_BINS} equal-width bins of the probability; ECE: image-weighted mean |positive rate - "
                    "mean probability| per finding",
         "source": run.calibration_source,
-        "calibrated": [p.label for j, p in enumerate(run.prompts) if j < len(run.calibrated) and run.calibrated[j]],
-        "uncalibrated": [p.label for j, p in enumerate(run.prompts) if not (j < len(run.calibrated)
-                                                                             and run.calibrated[j])]}
+        "calibrated": [p.label for j, p in enumerate(run.prompts) if run.is_calibrated(j)],
+        "uncalibrated": [p.label for j, p in enumerate(run.prompts) if not run.is_calibrated(j)]}
     if seen:
         labels = [rows[run.prompts[j].label] for j in seen]
         out["seen"] = {k: macro(r[k] for r in labels) for k in ("ece", "brier")}
         if all("ece_raw" in r for r in labels):
             out["seen"].update({k: macro(r[k] for r in labels) for k in ("ece_raw", "brier_raw")})
-        y = np.concatenate([_binary(run, j)[0] for j in seen])
+        y = np.concatenate([run.binary(j)[0] for j in seen])
         pooled = {"calibrated" if run.raw_probs is not None else "raw": np.concatenate(
-            [_binary(run, j)[1] for j in seen])}
+            [run.binary(j)[1] for j in seen])}
         if run.raw_probs is not None:
-            pooled["raw"] = np.concatenate([_binary(run, j, run.raw_probs)[1] for j in seen])
+            pooled["raw"] = np.concatenate([run.binary(j, run.raw_probs)[1] for j in seen])
         run.reliability = {k: reliability(y, v) for k, v in pooled.items()}
     return out
-
-
-def _binary(run: EvaluationRun, j: int, probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    values = np.array([s.labels.get(run.prompts[j].cls, 0) for s in run.samples])
-    known = values >= 0
-    return (values[known] > 0).astype(int), (run.probs if probs is None else probs)[known, j]
 
 
 def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
@@ -222,7 +225,6 @@ def score(bench: Benchmark, run: EvaluationRun, n_boot: int, seed: int,
                     classification_at(y, p, operating.thresholds.get(prompt.label)))
             if len(np.unique(y)) == 2:
                 metrics["classification"][prompt.label].update(_calibration_row(run, j, known, y, p))
-            if len(np.unique(y)) == 2:
                 fpr, tpr, _ = roc_curve(y, p)
                 run.curves[prompt.label] = (fpr, tpr, metrics["classification"][prompt.label]["auc"])
         if run.grounding.get(j):

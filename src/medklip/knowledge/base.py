@@ -307,22 +307,9 @@ def read_descriptions(path: str | Path) -> dict[str, DescriptionTexts]:
 
 
 def read_description_variants(path: str | Path) -> dict[str, list[str]]:
-    """Every description of every entity in a JSON / YAML file whose values may be lists of
-    variants (``{name: [text, text, ...]}``, or under ``descriptions``); a single text is a list
-    of one."""
-    path = Path(path)
-    obj = _read_structured(path)
-    if isinstance(obj, Mapping) and isinstance(obj.get("descriptions"), Mapping):
-        obj = obj["descriptions"]
-    if not isinstance(obj, Mapping):
-        raise KnowledgeBaseFileError(f"{path}: expected a mapping name -> description or list of descriptions")
-    out: dict[str, list[str]] = {}
-    for name, value in obj.items():
-        texts = [str(v).strip() for v in (value if isinstance(value, list) else [value])]
-        if not texts or not all(texts):
-            raise KnowledgeBaseFileError(f"{path}: {name!r} needs non-empty descriptions")
-        out[str(name)] = texts
-    return out
+    """Every description of every entity in a description file (any layout of
+    :func:`read_descriptions`), as lists: a single text is a list of one."""
+    return {name: as_texts(value, name, str(path)) for name, value in read_descriptions(path).items()}
 
 
 def _single_or_list(texts: list[str]) -> DescriptionTexts:

@@ -136,11 +136,19 @@ def operating_points_of(run: EvaluationRun, source: str) -> OperatingPoints:
     validation split's predictions)."""
     labels, probs = {}, {}
     for j, prompt in enumerate(run.prompts):
-        values = np.array([s.labels.get(prompt.cls, 0) for s in run.samples])
-        known = values >= 0
-        labels[prompt.label], probs[prompt.label] = (values[known] > 0).astype(int), run.probs[known, j]
+        labels[prompt.label], probs[prompt.label] = run.binary(j)
     cases = {run.prompts[j].label: ([c.heatmap for c in g], [c.mask for c in g]) for j, g in run.grounding.items()}
     return fit_operating_points(source, labels, probs, cases)
+
+
+def split_assignment(bench: Benchmark, split_file: str | Path | None, seed: int) -> tuple[dict[str, str], str]:
+    """Image id -> split: ``split_file``'s, else the publisher's where the dataset has one, else the
+    paper's seeded one; and which, in words."""
+    if split_file:
+        return read_split(split_file, bench.samples), f"split file {Path(split_file).name}"
+    if bench.official_split is not None:
+        return dict(bench.official_split), "the publisher's split"
+    return make_split(bench.samples, bench.split_fractions, seed), f"the seeded split ({seed})"
 
 
 def _no_operating_points(bench: Benchmark, split: str, calibration_split: str | None) -> str | None:
@@ -192,13 +200,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
         samples = list(bench.samples)
     else:
         bench = load_benchmark(dataset, root, mapping, labels)
-        if split_file:
-            assignment = read_split(split_file, bench.samples)
-            split_path = Path(split_file)
-        else:  # the publisher's split where it has one, else the paper's seeded one
-            assignment = dict(bench.official_split) if bench.official_split is not None else make_split(
-                bench.samples, bench.split_fractions, seed)
-            split_path = write_split(assignment, out_dir / "split.csv")
+        assignment, _source = split_assignment(bench, split_file, seed)
+        split_path = Path(split_file) if split_file else write_split(assignment, out_dir / "split.csv")
         samples = bench.subset(split, assignment)
     if not samples:
         raise MedKLIPError(f"{dataset}: the {split} split is empty ({len(bench.samples)} images in all)")

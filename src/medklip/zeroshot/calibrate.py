@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medklip.data.benchmarks import load_benchmark, make_split, read_split
+from medklip.data.benchmarks import load_benchmark
 from medklip.errors import MedKLIPError
 from medklip.evaluation.calibration import ECE_BINS, METHODS, apply, ece, fit
 from medklip.evaluation.metrics import best_f1
@@ -18,7 +18,7 @@ from medklip.evaluation.scoring import DESCRIPTION
 from medklip.models.serialization import save_pretrained
 from medklip.progress import Progress
 from medklip.splits import VALIDATION
-from medklip.zeroshot.benchmark import run_benchmark
+from medklip.zeroshot.benchmark import run_benchmark, split_assignment
 from medklip.zeroshot.predict import Predictor
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,7 @@ def calibrate_model(model: str | Path | Predictor, dataset: str, root: str | Pat
     if predictor.calibration:
         raise MedKLIPError("the Predictor already calibrates its probabilities; build it with calibrated=False")
     bench = load_benchmark(dataset, root, mapping, labels)
-    if split_file:
-        assignment, source = read_split(split_file, bench.samples), f"split file {Path(split_file).name}"
-    elif bench.official_split is not None:
-        assignment, source = dict(bench.official_split), "the publisher's split"
-    else:
-        assignment, source = make_split(bench.samples, bench.split_fractions, seed), f"the seeded split ({seed})"
+    assignment, source = split_assignment(bench, split_file, seed)
     samples = bench.subset(split, assignment)
     if not samples:
         raise MedKLIPError(f"{dataset}: the {split} split of {source} is empty; calibrate on held-out images "
@@ -64,9 +59,7 @@ def calibrate_model(model: str | Path | Predictor, dataset: str, root: str | Pat
         if prompt.kind != DESCRIPTION or not prompt.seen:
             skipped[prompt.label] = "not one of the model's own queries"
             continue
-        values = np.array([s.labels.get(prompt.cls, 0) for s in run.samples])
-        known = values >= 0
-        y, p = (values[known] > 0).astype(int), run.probs[known, j]
+        y, p = run.binary(j)
         if len(np.unique(y)) < 2:
             skipped[prompt.label] = f"{int(y.sum())} positive of {len(y)} images: nothing to fit"
             continue

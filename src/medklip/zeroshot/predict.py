@@ -196,12 +196,22 @@ class Predictor:
         self.operating_points: dict[str, float] = dict((record or {}).get("operating_points", {}))
         """Entity name -> the decision threshold chosen with the calibration (F1-maximising there)."""
 
+    def _entity_name(self, name: str) -> str | None:
+        """The model's own entity a requested name queries (None: an added query)."""
+        return {normalize_name(n): n for n in self.model.entity_names}.get(normalize_name(name))
+
     def operating_point(self, name: str, described: bool = False) -> float | None:
         """The recorded decision threshold of a model finding (None for added queries or without one)."""
-        if described:
-            return None
-        key = {normalize_name(n): n for n in self.model.entity_names}.get(normalize_name(name))
+        key = None if described else self._entity_name(name)
         return self.operating_points.get(key) if key is not None else None
+
+    def calibrated_findings(self, findings: Sequence[str], describe: Mapping[str, DescriptionTexts] | None = None
+                            ) -> dict[str, bool]:
+        """Per requested name (:func:`requested_names`): whether its probability is calibrated (a
+        model entity asked by name whose calibration was fitted; a described or added query never)."""
+        describe = describe or {}
+        return {name: name not in describe and self._entity_name(name) in self.calibration
+                for name in requested_names(findings, describe)}
 
     def calibrated_rows(self, rows: Sequence[int]) -> list[bool]:
         """For query rows (of :meth:`queries`): whether each gets a calibrated probability (only
@@ -212,11 +222,12 @@ class Predictor:
     def calibrate(self, probs: np.ndarray, rows: Sequence[int]) -> np.ndarray:
         """``probs`` (columns: query ``rows``) with each calibrated query's map applied (float64
         where any is, so that a flat map keeps distinct scores distinct)."""
-        if not any(self.calibrated_rows(rows)):
+        done = self.calibrated_rows(rows)
+        if not any(done):
             return probs
         out = np.array(probs, dtype=np.float64, copy=True)
-        for j, (row, done) in enumerate(zip(rows, self.calibrated_rows(rows))):
-            if done:
+        for j, (row, calibrated) in enumerate(zip(rows, done)):
+            if calibrated:
                 out[:, j] = apply_calibration(self.calibration[self.model.entity_names[row]], out[:, j])
         return out
 
@@ -289,7 +300,7 @@ class Predictor:
         an unreadable image gets ``error`` and the rest go on."""
         qs = self.query_set(findings, describe)
         asked = requested_names(findings, describe)
-        flags = dict(zip(asked, self.calibrated_rows(qs.rows)))
+        flags = self.calibrated_findings(findings, describe)
         for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
             good = batch.good
             probs, maps = self.backend(batch.stack(), qs.embeddings, heatmaps) if good else (None, None)
