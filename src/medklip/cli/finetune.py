@@ -44,7 +44,8 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="run folder")
     p.add_argument("--config", help="config file or built-in name (default: the paper's settings)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run from its last epoch")
+    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="continue a run from its last checkpoint (an epoch's end or inside one)")
     p.add_argument("--json", action="store_true", help="print the test metrics as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_finetune)

@@ -83,10 +83,15 @@ class FinetuneRun:
     max_steps: int | None = None
     """Stop after this many optimiser steps (smoke tests)."""
     log_every_steps: int = 10
+    save_every_steps: int | None = 500
+    """Also checkpoint inside an epoch every this many optimiser steps (a long epoch killed midway
+    resumes at its last such step, not at its start); null: at the end of each epoch only."""
 
     def __post_init__(self) -> None:
         check_device(self.device)
         require(self.max_steps is None or self.max_steps >= 1, "run.max_steps must be >= 1 (or null)")
+        require(self.save_every_steps is None or self.save_every_steps >= 1,
+                "run.save_every_steps must be >= 1 (or null)")
 
 
 @dataclass

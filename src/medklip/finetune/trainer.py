@@ -1,6 +1,7 @@
-"""Fine-tuning loop: seeded split and label fraction, AdamW with warm-up + cosine, checkpoints
-every epoch (``--resume`` continues from the last one), best-on-validation model with early
-stopping, test metrics written as the paper's tables. Device, AMP, DDP, loaders, checkpoints and
+"""Fine-tuning loop: seeded split and label fraction, AdamW with warm-up + cosine, checkpoints at
+every epoch's end and every ``run.save_every_steps`` inside one (``--resume`` continues exactly
+from the last), best-on-validation model with early stopping, test metrics written as the paper's
+tables. Device, AMP, DDP, loaders, checkpoints and
 logs come from :class:`~medklip.train.engine.Engine`, shared with pre-training."""
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ class Finetuner:
             self._model()
             self.epoch, self.step, self.best_val, self.best_epoch, self.bad_epochs = 0, 0, -math.inf, -1, 0
             self.losses: list[float] = []
+            self.batch_in_epoch = 0  # batches of the current epoch done (a checkpoint inside an epoch)
+            self.epoch_loss = (0.0, 0)  # their summed loss and count, for the epoch's mean
             if resume:
                 self._load(resume)
             elif self.env.is_main:
@@ -131,9 +134,12 @@ class Finetuner:
 
     # ------------------------------------------------------------ checkpoints
     def _save(self) -> None:
+        """Everything to continue exactly: at the end of an epoch, or inside one (``batch_in_epoch``
+        batches done, their loss so far in ``epoch_loss``)."""
         self.engine.save({
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
+            "batch_in_epoch": self.batch_in_epoch, "epoch_loss": list(self.epoch_loss),
             "best_val": self.best_val, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
             "losses": self.losses, "rng": rng_state(), "config": to_dict(self.config)})
 
@@ -144,14 +150,20 @@ class Finetuner:
         self.scheduler.load_state_dict(state["scheduler"])
         for key in ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "losses"):
             setattr(self, key, state[key])
+        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))  # checkpoints of 0.1.0 end an epoch
+        total, count = state.get("epoch_loss", (0.0, 0))
+        self.epoch_loss = (float(total), int(count))
         set_rng_state(state["rng"])
-        logger.info("resumed from %s after epoch %d (step %d)", path, self.epoch, self.step)
+        where = f"inside epoch {self.epoch + 1} ({self.batch_in_epoch} batches done" \
+            if self.batch_in_epoch else f"after epoch {self.epoch} ("
+        logger.info("resumed from %s %s, step %d)", path, where, self.step)
 
-    def _save_best(self) -> None:
+    def _save_model(self, name: str = "best") -> None:
+        """The model as a folder: ``best`` (best on validation so far) or ``last`` (the run's end)."""
         if not self.env.is_main:
             return
         c = self.config
-        save_finetuned(self.net, self.out / "best", {
+        save_finetuned(self.net, self.out / name, {
             "task": c.task, "classes": self.classes, "backbone": self.backbone, "image_size": c.model.image_size,
             "preprocess": self.profile, "init": c.init, "dataset": c.data.dataset, "fraction": c.data.fraction,
             "epoch": self.epoch})
@@ -184,12 +196,13 @@ class Finetuner:
             if c.run.max_steps is not None and self.step >= c.run.max_steps:
                 break
             self.model.train()
-            self.sampler.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch, start_batch=self.batch_in_epoch)
             self.train_set.epoch = self.epoch
             bar = Progress(self.steps_per_epoch, f"fine-tune epoch {self.epoch + 1}/{c.optim.epochs}", unit="batch",
-                           enabled=self.progress and self.env.is_main)
+                           enabled=self.progress and self.env.is_main, initial=self.batch_in_epoch)
             start, seen = time.perf_counter(), 0
-            running, batches = torch.zeros((), device=self.device), 0
+            running = torch.tensor(self.epoch_loss[0], dtype=torch.float32, device=self.device)
+            batches = self.epoch_loss[1]
             try:
                 for images, targets in loader:
                     loss = self._loss(images.to(self.device), targets.to(self.device))
@@ -198,14 +211,23 @@ class Finetuner:
                     self.optimizer.step()
                     self.scheduler.step()
                     self.step += 1
+                    self.batch_in_epoch += 1
                     seen += len(images) * self.env.world_size
                     running += loss.detach()
                     batches += 1
                     bar.update(1)
-                    if c.run.max_steps is not None and self.step >= c.run.max_steps:
+                    inside = self.batch_in_epoch < self.steps_per_epoch
+                    stop = c.run.max_steps is not None and self.step >= c.run.max_steps
+                    if inside and (stop or (c.run.save_every_steps and self.step % c.run.save_every_steps == 0)):
+                        self.epoch_loss = (float(running), batches)
+                        self._save()
+                    if stop:
                         break
             finally:
                 bar.close()
+            if self.batch_in_epoch < self.steps_per_epoch:  # max_steps inside the epoch: resumable there
+                return
+            self.batch_in_epoch, self.epoch_loss = 0, (0.0, 0)
             self.epoch += 1
             mean_loss = float(running) / max(1, batches)
             self.losses.append(mean_loss)
@@ -214,7 +236,7 @@ class Finetuner:
             improved = not math.isnan(val) and val > self.best_val
             if improved:
                 self.best_val, self.best_epoch, self.bad_epochs = val, self.epoch, 0
-                self._save_best()
+                self._save_model()
             else:
                 self.bad_epochs += 1
             speed = seen / max(1e-9, time.perf_counter() - start)
@@ -228,6 +250,7 @@ class Finetuner:
 
     def _finish(self) -> FinetuneResult:
         c = self.config
+        self._save_model("last")
         if (self.out / "best" / "config.json").is_file():
             best, _info = load_finetuned(self.out / "best")
             self.net.load_state_dict(best.state_dict())
