@@ -57,16 +57,6 @@ def test_each_task_learns_and_writes_its_table(world, tmp_path, task) -> None:
         assert len(metrics["test"]["per_class"]) == (4 if task == "grade" else 16)
 
 
-def test_resume_continues_exactly(world, tmp_path) -> None:
-    straight = finetune(config(world, tmp_path / "a", "optim.epochs=4", "optim.patience=50"), progress=False)
-    finetune(config(world, tmp_path / "b", "optim.epochs=4", "optim.patience=50", "run.max_steps=6"),
-             progress=False)  # 2 epochs of 3 steps, then "interrupted"
-    resumed = finetune(config(world, tmp_path / "b", "optim.epochs=4", "optim.patience=50"),
-                       resume=tmp_path / "b", progress=False)
-    assert resumed.losses == pytest.approx(straight.losses, abs=1e-5)
-    assert resumed.test["macro"]["auc"] == pytest.approx(straight.test["macro"]["auc"], abs=1e-6)
-
-
 def test_early_stopping_stops_after_patience_epochs_without_gain(world, tmp_path) -> None:
     """A learning rate too small to help (only BatchNorm statistics move the validation AUC): the
     run stops at the first epoch that ends ``patience`` epochs without a new best, as its own log
@@ -192,12 +182,12 @@ def test_segmentation_on_the_rsna_layout_with_box_masks(tmp_path) -> None:
     assert any((tmp_path / "cache").rglob("*.npy"))  # full-size DICOMs decoded once
 
 
-KILL_SETTINGS = ["optim.batch_size=4", "optim.epochs=2", "optim.patience=50", "run.save_every_steps=2"]
-"""12 steps an epoch (48 training images), a checkpoint every 2 steps inside an epoch."""
+RESUME_SETTINGS = ["optim.batch_size=8", "optim.epochs=2", "optim.patience=50", "run.save_every_steps=2"]
+"""6 steps an epoch (48 training images), a checkpoint every 2 steps inside an epoch."""
 
 
 def finetune_command(world, out, *extra: str) -> list[str]:
-    sets = [*TINY, *KILL_SETTINGS, f"data.root={world}"]
+    sets = [*TINY, *RESUME_SETTINGS, f"data.root={world}"]
     return [sys.executable, "-m", "medklip", "finetune", "-q", *[a for s in sets for a in ("--set", s)],
             "-o", str(out), *extra]
 
@@ -227,43 +217,53 @@ def assert_same_finetuning(a: dict, b: dict) -> None:
     assert all(torch.equal(v, ob["state"][k][n]) for k in oa["state"] for n, v in oa["state"][k].items())
 
 
+@pytest.fixture(scope="module")
+def straight(world, tmp_path_factory) -> dict:
+    """The uninterrupted run the resumed ones must equal."""
+    out = tmp_path_factory.mktemp("ft-straight")
+    subprocess.run(finetune_command(world, out), check=True, capture_output=True, timeout=600)
+    return finished_run(out)
+
+
+def test_max_steps_inside_an_epoch_then_resume(world, straight, tmp_path) -> None:
+    """``run.max_steps`` stopping inside the first epoch leaves a resumable state; ``--resume``
+    ends bit-identical to the uninterrupted run. (Checked to fail with the epoch restarted from
+    its first batch, and with the epoch's loss so far lost from the checkpoint.)"""
+    stopped = subprocess.run(finetune_command(world, tmp_path, "--set", "run.max_steps=3"), capture_output=True,
+                             text=True, timeout=600)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 3, 3)
+    resumed = subprocess.run(finetune_command(world, tmp_path, "--resume", str(tmp_path)), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_finetuning(straight, finished_run(tmp_path))
+
+
 @pytest.mark.slow
-def test_sigkill_inside_an_epoch_then_resume_from_the_cli(world, tmp_path) -> None:
-    """A fine-tuning run killed (SIGKILL) in its second epoch resumes from the checkpoint written
-    inside that epoch and ends bit-identical to an uninterrupted run. Negative control: the same
-    resume with the epoch's loss so far lost from the checkpoint is told apart (its logged loss)."""
-    import shutil
+def test_sigkill_inside_an_epoch_then_resume_from_the_cli(world, straight, tmp_path) -> None:
+    """A fine-tuning run killed (SIGKILL) in its second epoch, just after the checkpoint written
+    inside it, resumes there and ends bit-identical to an uninterrupted run."""
     import signal
     import time
 
-    subprocess.run(finetune_command(world, tmp_path / "straight"), check=True, capture_output=True, timeout=600)
-    straight = finished_run(tmp_path / "straight")
-    run = tmp_path / "killed"
-    proc = subprocess.Popen(finetune_command(world, run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen, start = 0.0, time.monotonic()
-    while True:  # kill at the first checkpoint written inside epoch 2
+    proc = subprocess.Popen(finetune_command(world, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path, writes, inode, start = tmp_path / "checkpoint.pt", 0, None, time.monotonic()
+    while writes < 4:  # every write replaces the file: steps 2, 4, 6 (epoch 1's end), 8 (inside epoch 2)
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() - start < 300
-        path = run / "checkpoint.pt"
-        if path.is_file() and path.stat().st_mtime != seen:
-            seen = path.stat().st_mtime
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            if state["epoch"] == 1 and state["batch_in_epoch"] > 0:
-                proc.send_signal(signal.SIGKILL)
-                break
-        time.sleep(0.002)
+        try:
+            current = path.stat().st_ino
+        except FileNotFoundError:
+            current = None
+        if current is not None and current != inode:
+            inode, writes = current, writes + 1
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert state["epoch"] == 1 and 0 < state["batch_in_epoch"] < 12 and not (run / "metrics.json").exists()
-    control = tmp_path / "control"
-    shutil.copytree(run, control)
-    subprocess.run(finetune_command(world, run, "--resume", str(run)), check=True, capture_output=True, timeout=600)
-    assert_same_finetuning(straight, finished_run(run))
-
-    state = torch.load(control / "checkpoint.pt", map_location="cpu", weights_only=False)
-    state["epoch_loss"] = [0.0, 0]
-    torch.save(state, control / "checkpoint.pt")
-    subprocess.run(finetune_command(world, control, "--resume", str(control)), check=True, capture_output=True,
-                   timeout=600)
-    with pytest.raises(AssertionError):
-        assert_same_finetuning(straight, finished_run(control))
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    assert state["epoch"] == 1 and 0 < state["batch_in_epoch"] < 6 and not (tmp_path / "metrics.json").exists()
+    resumed = subprocess.run(finetune_command(world, tmp_path, "--resume", str(tmp_path)), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_finetuning(straight, finished_run(tmp_path))
