@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# pytest exits 5 when it collects no tests: that fails here too (make stops on any non-zero code)
+# pytest exits 5 when it collects no tests: that fails here too (make stops on any non-zero code).
+# Two pytest workers (pytest-xdist), one test file each at a time: the quick demo (collected first)
+# trains in one while the other runs the rest of the suite. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
