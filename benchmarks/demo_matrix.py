@@ -117,6 +117,7 @@ def main() -> None:
     p.add_argument("--rescore", action="store_true",
                    help="score the finished cells' models again with this checkout's evaluation (no training); "
                         "written to OUT/cells-rescored.jsonl")
+    p.add_argument("--table", action="store_true", help="print the table of the cells finished in OUT; run nothing")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,8 +133,8 @@ def main() -> None:
         (out / "matrix-rescored.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
         return
     # seed by seed, every machine for each: an interrupted matrix still covers every machine
-    todo = [(s, m, t) for t in sorted(args.threads, reverse=True) for s in args.seeds for m in args.machines
-            if (s, m, t) not in done]
+    todo = [] if args.table else [(s, m, t) for t in sorted(args.threads, reverse=True) for s in args.seeds
+                                  for m in args.machines if (s, m, t) not in done]
 
     def one(cell: tuple[int, str, int]) -> None:
         row = run_cell(out, *cell, args.quick, args.set)
@@ -148,7 +149,8 @@ def main() -> None:
         list(pool.map(one, [c for c in todo if c[2] == 1]))
     text = table(rows, QUICK_BARS if args.quick else DEFAULT_BARS)
     print(text)
-    (out / "matrix.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+    if not args.table:
+        (out / "matrix.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
 
 
 if __name__ == "__main__":
