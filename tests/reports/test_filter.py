@@ -192,3 +192,67 @@ def test_spans_point_at_the_mention(rf: ReportFilter) -> None:
     text = "FINDINGS: Heart size normal.\nIMPRESSION: Small right pleural effusion."
     [t] = [t for t in rf.extract(text) if t.entity == "effusion"]
     assert text[t.start:t.end] == "effusion" and t.sentence == 1
+
+
+# ------------------------------------------------- clause boundaries, lists, zones (mutation-guided)
+NO_PTX = ("pneumothorax", "unspecified", 0)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # a negation ends at a hard boundary: ; : ( )
+        ("No pneumothorax; small left effusion.", {NO_PTX, ("effusion", "left_pleural", 1)}),
+        ("No pneumothorax: small left effusion.", {NO_PTX, ("effusion", "left_pleural", 1)}),
+        ("No pneumothorax (small left effusion).", {NO_PTX, ("effusion", "left_pleural", 1)}),
+        ("(No pneumothorax) small left effusion.", {NO_PTX, ("effusion", "left_pleural", 1)}),
+        ("Small left effusion (no pneumothorax) and right opacity.",
+         {NO_PTX, ("effusion", "left_pleural", 1), ("opacity", "right_lung_unspec", 1)}),
+        # a negated list continues over "or" / "nor" past a comma, and stops at the next clause
+        ("No focal consolidation, effusion or pneumothorax is seen, and the heart is enlarged.",
+         {("consolidation", "unspecified", 0), ("effusion", "unspecified", 0), NO_PTX,
+          ("cardiomegaly", "heart_size", 1), ("enlarge", "heart_size", 1)}),
+        ("No effusion, pneumothorax nor consolidation is seen, and the heart is enlarged.",
+         {("consolidation", "unspecified", 0), ("effusion", "unspecified", 0), NO_PTX,
+          ("cardiomegaly", "heart_size", 1), ("enlarge", "heart_size", 1)}),
+        # each chunk (split at , / and / without) keeps its own side
+        ("Right effusion, left pneumothorax.", {("effusion", "right_pleural", 1), ("pneumothorax", "left_pleural", 1)}),
+        ("Right effusion and left pneumothorax.", {("effusion", "right_pleural", 1), ("pneumothorax", "left_pleural", 1)}),
+        ("Effusion on the right without left pneumothorax.",
+         {("effusion", "right_pleural", 1), ("pneumothorax", "left_pleural", 0)}),
+        # coordinated zones share their side and noun: lower / mid / middle / upper, joined by and / or
+        ("Mid and lower lung opacities on the right.", {("opacity", "right_lower_lung", 1), ("opacity", "right_mid_lung", 1)}),
+        ("Left lower and upper lobe opacities.", {("opacity", "lower_left_lobe", 1), ("opacity", "upper_left_lobe", 1)}),
+        ("Left lower or upper lobe opacity.", {("opacity", "lower_left_lobe", 1), ("opacity", "upper_left_lobe", 1)}),
+        ("Right middle and upper lobe opacities.", {("opacity", "middle_right_lobe", 1), ("opacity", "upper_right_lobe", 1)}),
+        ("Right upper and middle lobe opacities.", {("opacity", "middle_right_lobe", 1), ("opacity", "upper_right_lobe", 1)}),
+        ("Opacities in the lower and mid lungs bilaterally.",
+         {("opacity", f"{side}_{zone}_lung", 1) for side in ("left", "right") for zone in ("lower", "mid")}),
+        # a place named after "compared" / "relative" is a reference, not where the finding is
+        ("Effusion is smaller compared to the left base.", {("effusion", "unspecified", 1)}),
+        ("Opacity relative to the right apex.", {("opacity", "unspecified", 1)}),
+    ],
+)
+def test_boundaries_lists_and_zones(rf: ReportFilter, text: str, expected: set) -> None:
+    assert facts(rf, text) == expected
+
+
+def test_triplet_dict_pickled_filter_and_a_full_cache(rf: ReportFilter) -> None:
+    import pickle
+
+    text = "Findings: No pneumothorax. Small left effusion."
+    triplets = rf.extract(text)
+    assert [t.to_dict() for t in triplets] == [
+        {"entity": "pneumothorax", "position": "unspecified", "exist": 0, "sentence": 0,
+         "start": text.index("pneumothorax"), "end": text.index("pneumothorax") + len("pneumothorax")},
+        {"entity": "effusion", "position": "left_pleural", "exist": 1, "sentence": 1,
+         "start": text.index("effusion"), "end": text.index("effusion") + len("effusion")}]
+    copy = pickle.loads(pickle.dumps(rf))  # what a worker process receives: the vocabulary, an empty cache
+    assert copy._cache == {} and copy.cache_size == rf.cache_size and copy.extract(text) == triplets
+    small = ReportFilter(rf.vocab, cache_size=2)
+    sizes = []
+    for sentence in ("No pneumothorax.", "Small left effusion.", "Mild cardiomegaly.", "No pneumothorax."):
+        small.extract(sentence)
+        sizes.append(len(small._cache))
+    assert sizes == [1, 2, 1, 2]  # full at 2: emptied, then the new sentence kept
+    assert small.extract("Mild cardiomegaly.") == rf.extract("Mild cardiomegaly.")
