@@ -256,3 +256,21 @@ def test_triplet_dict_pickled_filter_and_a_full_cache(rf: ReportFilter) -> None:
         sizes.append(len(small._cache))
     assert sizes == [1, 2, 1, 2]  # full at 2: emptied, then the new sentence kept
     assert small.extract("Mild cardiomegaly.") == rf.extract("Mild cardiomegaly.")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # a cue after its mentions reaches back over a list, and stops at a clause with its own predicate
+        ("Effusion, opacity or pneumothorax is not identified.",
+         {("effusion", "unspecified", 0), ("opacity", "unspecified", 0), NO_PTX}),
+        ("Effusion and pneumothorax are not seen.", {("effusion", "unspecified", 0), NO_PTX}),
+        ("Effusion is present, pneumothorax is not seen.", {("effusion", "unspecified", 1), NO_PTX}),
+        ("The heart is enlarged, pneumothorax is not seen.",
+         {("cardiomegaly", "heart_size", 1), ("enlarge", "heart_size", 1), NO_PTX}),
+        ("Opacity; effusion is not seen.", {("opacity", "unspecified", 1), ("effusion", "unspecified", 0)}),
+        ("Pneumonia is not excluded.", {("pneumonia", "unspecified", -1)}),
+    ],
+)
+def test_cues_after_their_mentions(rf: ReportFilter, text: str, expected: set) -> None:
+    assert facts(rf, text) == expected
