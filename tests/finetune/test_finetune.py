@@ -24,6 +24,7 @@ from medklip.finetune.models import (
     read_medklip_trunk,
 )
 from tests.conftest import make_tiny_model
+from tests.train.test_kill_and_resume import assert_same_optimiser
 
 TINY = ["model.backbone=resnet18", "model.image_size=64", "optim.batch_size=16", "optim.lr=0.001",
         "optim.warmup_epochs=0", "data.workers=0", "data.dataset=synthetic"]
@@ -212,9 +213,7 @@ def assert_same_finetuning(a: dict, b: dict) -> None:
     for name in ("last", "best"):
         assert a[name].keys() == b[name].keys() and all(torch.equal(a[name][k], b[name][k]) for k in a[name]), name
     assert a["scheduler"] == b["scheduler"] and a["log"] == b["log"] and a["test"] == b["test"]
-    oa, ob = a["optimizer"], b["optimizer"]
-    assert oa["param_groups"] == ob["param_groups"]
-    assert all(torch.equal(v, ob["state"][k][n]) for k in oa["state"] for n, v in oa["state"][k].items())
+    assert_same_optimiser(a["optimizer"], b["optimizer"])
 
 
 @pytest.fixture(scope="module")

@@ -51,16 +51,20 @@ def checkpoint(run: Path) -> dict:
     return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
 
 
+def assert_same_optimiser(oa: dict, ob: dict) -> None:
+    """Two optimiser state dicts equal to the bit (groups, and every tensor of every parameter)."""
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    for k in oa["state"]:
+        for name, value in oa["state"][k].items():
+            assert torch.equal(value, ob["state"][k][name]), (k, name)
+
+
 def assert_same_run(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a / "last" / "model.safetensors")), load_file(str(b / "last" / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     ca, cb = checkpoint(a), checkpoint(b)
     assert ca["scheduler"] == cb["scheduler"] and ca["step"] == cb["step"] == STEPS
-    oa, ob = ca["optimizer"], cb["optimizer"]
-    assert oa["param_groups"] == ob["param_groups"]
-    for k in oa["state"]:
-        for name, value in oa["state"][k].items():
-            assert torch.equal(value, ob["state"][k][name]), (k, name)
+    assert_same_optimiser(ca["optimizer"], cb["optimizer"])
     assert logged(a) == logged(b) and [s for s, _ in logged(b)] == list(range(1, STEPS + 1))
 
 
