@@ -51,3 +51,8 @@ class ImageReadError(MedKLIPError):
 
 class ImageTooLargeError(ImageReadError):
     """An image whose header announces more pixels than the budget allows (checked before decoding)."""
+
+
+class BackendError(MedKLIPError):
+    """An inference backend that cannot run the exported graph on this machine; the message names
+    the backend, its own reason and the backends to use instead."""

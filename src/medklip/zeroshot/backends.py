@@ -3,6 +3,7 @@ Runtime, or OpenVINO's CPU runtime (both on the same graph exported with the que
 input; on CPUs they run ResNet-50 faster than eager PyTorch, probabilities within 1e-5)."""
 from __future__ import annotations
 
+import os
 import tempfile
 import weakref
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medklip.errors import MedKLIPError
+from medklip.errors import BackendError, MedKLIPError
 from medklip.extras import require
 from medklip.models import MedKLIP
 
@@ -124,8 +125,20 @@ class _OpenVinoSession:
         self.request = compiled.create_infer_request()
 
     def run(self, _outputs: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self.request.infer(feeds)
+        try:
+            result = self.request.infer(feeds)
+        except RuntimeError as err:  # the plugin picks its kernels at the first inference
+            raise BackendError(openvino_refusal(err, os.environ.get("ONEDNN_MAX_CPU_ISA"))) from err
         return [np.asarray(result[out]) for out in self.compiled.outputs]
+
+
+def openvino_refusal(err: Exception, max_isa: str | None) -> str:
+    """What to tell a user whose CPU OpenVINO's plugin cannot run the graph on (seen: its layer
+    norm has no kernel when oneDNN is limited to SSE4.1: "MVN node ... bad combination")."""
+    reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    limit = f" (ONEDNN_MAX_CPU_ISA={max_isa} limits its kernels)" if max_isa else ""
+    return (f"OpenVINO's CPU plugin cannot run the exported graph on this CPU{limit}: {reason}. "
+            "Use --backend onnxruntime or --backend torch (same probabilities within 1e-5).")
 
 
 def make_backend(name: str, model: MedKLIP, precision: str = "fp32") -> TorchBackend | OnnxBackend:
