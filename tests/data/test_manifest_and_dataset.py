@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from medklip.data.image_io import load_pil
 from medklip.data.manifest import read_manifest
 from medklip.data.pretrain import PretrainDataset, collate_pretrain
 from medklip.data.transforms import eval_transform, train_transform
@@ -48,6 +49,14 @@ def test_dataset_labels_from_the_filter_and_seeded_samples(tmp_path) -> None:
     assert a["exist"][names.index("effusion")] == 1 and a["exist"][names.index("edema")] == 2
     assert a["position_index"][names.index("effusion"), 0] == kb.position_index("left_pleural")
     assert ds[1]["exist"][names.index("edema")] == 1
+    # the augmentation is drawn as torch.manual_seed(hash((seed, epoch, index))) would draw it (the
+    # trained models of docs/demo_matrix.md depend on that stream), and the caller's stream is left alone
+    state = torch.get_rng_state()
+    torch.manual_seed(hash((3, 0, 1)) & 0x7FFF_FFFF)  # seed 3, epoch 0, sample 1
+    expected = train_transform(64, hflip=True)(load_pil(rows[1].image))
+    torch.set_rng_state(state)
+    assert torch.equal(ds[1]["image"], expected)
+    assert torch.equal(torch.get_rng_state(), state)
     ds.set_epoch(1)
     assert not torch.equal(ds[0]["image"], a["image"])  # a new epoch draws new augmentation
 
