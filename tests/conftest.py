@@ -11,12 +11,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The quick demo, the longest test by far, first: with two workers (``make test`` from 4
-    cores) it trains in one while the other runs everything else."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_demo.py"))
-
-
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
