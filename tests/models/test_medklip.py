@@ -245,3 +245,27 @@ def test_the_fixture_model_responds_to_its_input(minilm) -> None:
     assert min((out.probs[i] - out.probs[j]).abs().max().item() for i, j in pairs) >= 0.1
     assert min((out.heatmaps[i] - out.heatmaps[j]).abs().max().item() for i, j in pairs) >= 0.1
     assert (zero.probs[0] - out.probs[0]).abs().max() >= 0.1
+
+
+def test_dropout_per_sample_does_not_depend_on_the_batch() -> None:
+    """With a seed per image, an image's dropout masks (residual, feed-forward, attention, feature)
+    are its own: the same rows whatever the batch order or size, other rows for another seed, the
+    caller's random stream untouched; in eval mode the seeds change nothing."""
+    torch.manual_seed(0)
+    model = small_model(dropout=0.5).train()
+    patches, grid = torch.randn(3, 4, model.config.d_model), (2, 2)
+    seeds = [11, 22, 33]
+    state = torch.get_rng_state()
+    out = model.decode(patches, grid, dropout_seeds=seeds, need_attentions=True)
+    assert torch.equal(torch.get_rng_state(), state)
+    swapped = model.decode(patches[[2, 0]], grid, dropout_seeds=[33, 11], need_attentions=True)
+    alone = model.decode(patches[1:2], grid, dropout_seeds=[22], need_attentions=True)
+    assert torch.equal(swapped.logits, out.logits[[2, 0]]) and torch.equal(alone.logits, out.logits[1:2])
+    assert torch.equal(swapped.heatmaps, out.heatmaps[[2, 0]])
+    other = model.decode(patches, grid, dropout_seeds=[11, 99, 33], need_attentions=True)
+    assert torch.equal(other.logits[[0, 2]], out.logits[[0, 2]])
+    assert (other.logits[1] - out.logits[1]).abs().max() > 1e-3  # dropout is on: another seed, other masks
+    model.eval()
+    assert torch.equal(model.decode(patches, grid, dropout_seeds=seeds).logits, model.decode(patches, grid).logits)
+    with pytest.raises(ValueError, match="2 dropout seeds for 3 images"):
+        model.train().decode(patches, grid, dropout_seeds=[1, 2])

@@ -94,14 +94,15 @@ def test_missing_images_are_listed_and_left_out(tmp_path) -> None:
     assert result.rows_left_out == 1 and first.name in listed and "image not found" in listed
 
 
-def run_one_and_two_processes(tmp_path: Path, steps: int) -> tuple[Path, Path]:
-    """The same run (dropout 0) in 1 process and with torchrun in 2 gloo processes on loopback."""
-    common = ["--set", "model.dropout=0.0", "--set", f"run.max_steps={steps}", "-q"]
-    for item in TINY:
-        common[:0] = ["--set", item]
+def run_one_and_two_processes(tmp_path: Path, steps: int, *settings: str) -> tuple[Path, Path]:
+    """The same run (dropout 0 unless ``settings`` say otherwise) in 1 process and with torchrun in
+    2 gloo processes on loopback."""
+    common = [arg for item in (*TINY, "model.dropout=0.0", f"run.max_steps={steps}", *settings)
+              for arg in ("--set", item)] + ["-q"]
     world = ["--set", f"data.world_dir={tmp_path / 'world'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one, two = tmp_path / f"one-{steps}", tmp_path / f"two-{steps}"
+    name = f"{steps}" + "".join(f"-{abs(hash(x)) % 10_000}" for x in settings)
+    one, two = tmp_path / f"one-{name}", tmp_path / f"two-{name}"
     single = [sys.executable, "-m", "medklip", "pretrain", *common, *world, "--set", f"run.output={one}"]
     subprocess.run(single, check=True, env=env, capture_output=True)
     multi = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
@@ -111,18 +112,11 @@ def run_one_and_two_processes(tmp_path: Path, steps: int) -> tuple[Path, Path]:
     return one, two
 
 
-@pytest.mark.slow
-def test_two_cpu_processes_match_one(tmp_path) -> None:
-    """torchrun with 2 gloo processes = 1 process with the same global batch: after the first step
-    the gradients the optimiser applied (AdamW's first moment is 0.1 x the gradient) and the
-    weights agree to float rounding; over 4 steps (each a different global batch) the logged losses
-    agree. (After more steps the weights drift apart by more than rounding although the gradients
-    agree: AdamW's update m / sqrt(v) amplifies rounding where a gradient changes sign between
-    steps; measured: 0.12% of the weights differ by > 1e-5 after step 2.) Checked to fail with the
-    gradients averaged instead of summed over the processes (the loss not scaled by the world size)."""
+def assert_same_first_step(one: Path, two: Path) -> None:
+    """After one step: the weights within 5e-6 and the gradients the optimiser applied (AdamW's
+    first moment, 0.1 x the gradient) within 1e-4 of their norm, tensor by tensor."""
     from safetensors.torch import load_file
 
-    one, two = run_one_and_two_processes(tmp_path, 1)
     a, b = (load_file(str(run / "last" / "model.safetensors")) for run in (one, two))
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point()) < 5e-6
@@ -132,6 +126,20 @@ def test_two_cpu_processes_match_one(tmp_path) -> None:
     for k in ma:
         grad_a, grad_b = ma[k]["exp_avg"], mb[k]["exp_avg"]
         assert float((grad_a - grad_b).norm()) <= 1e-4 * float(grad_a.norm()) + 1e-12, k
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(tmp_path) -> None:
+    """torchrun with 2 gloo processes = 1 process with the same global batch: after the first step
+    the gradients the optimiser applied and the weights agree to float rounding, without dropout
+    and with dropout drawn per sample (``run.dropout_per_sample``); over 4 steps (each a different
+    global batch) the logged losses agree. (After more steps the weights drift apart by more than
+    rounding although the gradients agree: AdamW's update m / sqrt(v) amplifies rounding where a
+    gradient changes sign between steps; measured: 0.12% of the weights differ by > 1e-5 after
+    step 2.) Checked to fail with the gradients averaged instead of summed over the processes (the
+    loss not scaled by the world size), and with dropout on but drawn from each process's stream."""
+    assert_same_first_step(*run_one_and_two_processes(tmp_path, 1))
+    assert_same_first_step(*run_one_and_two_processes(tmp_path, 1, "model.dropout=0.1", "run.dropout_per_sample=true"))
 
     one, two = run_one_and_two_processes(tmp_path, 4)
     losses_one, losses_two = logged_losses(one), logged_losses(two)

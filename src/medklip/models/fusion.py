@@ -8,6 +8,8 @@ patches' part only (not the release's architecture; an option for models medklip
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -69,3 +71,32 @@ class FusionDecoder(nn.Module):
             if attn is not None:
                 attentions.append(attn)
         return self.norm(queries), attentions
+
+
+def fuse_per_sample(
+    fusion: FusionDecoder,
+    feature_dropout: nn.Module,
+    queries: torch.Tensor,
+    patches: torch.Tensor,
+    seeds: Sequence[int],
+    need_weights: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The decoder and the feature dropout one image at a time, each image's dropout masks (the
+    residual, feed-forward and attention dropouts) drawn from its own seed: a sample's masks do not
+    depend on the other samples in its batch, nor on the process that holds it, so N processes
+    train what one process trains (``run.dropout_per_sample``). The caller's random stream is left
+    as it was. Slower than the batched call (one decoder call per image)."""
+    if len(seeds) != queries.shape[0]:
+        raise ValueError(f"{len(seeds)} dropout seeds for {queries.shape[0]} images")
+    device = queries.device
+    fused, attentions = [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for i, seed in enumerate(seeds):
+            torch.default_generator.manual_seed(int(seed))
+            if device.type == "cuda":
+                torch.cuda.manual_seed(int(seed))
+            f, a = fusion(queries[i:i + 1], patches[i:i + 1], need_weights=need_weights)
+            fused.append(feature_dropout(f))
+            attentions.append(a)
+    layers = [torch.cat([a[k] for a in attentions]) for k in range(len(attentions[0]))] if attentions[0] else []
+    return torch.cat(fused), layers

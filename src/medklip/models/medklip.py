@@ -15,7 +15,7 @@ from medklip.labels import PRESENT
 from medklip.models import hub, official, serialization
 from medklip.models.config import MedKLIPConfig
 from medklip.models.embedding import embed_knowledge, encoder_record
-from medklip.models.fusion import FusionDecoder
+from medklip.models.fusion import FusionDecoder, fuse_per_sample
 from medklip.models.image_encoder import ImageEncoder
 from medklip.models.outputs import MedKLIPOutput
 from medklip.text import TextEncoder
@@ -169,6 +169,7 @@ class MedKLIP(nn.Module):
         queries: torch.Tensor | None = None,
         *,
         need_attentions: bool = True,
+        dropout_seeds: Sequence[int] | None = None,
     ) -> MedKLIPOutput:
         """Run the model.
 
@@ -178,9 +179,11 @@ class MedKLIP(nn.Module):
                 or ``[B, Q, text_dim]``: a query set per image (phrase grounding).
             need_attentions: return per-layer cross-attention and heatmaps; False uses the fused
                 attention kernel (faster, for training) and gives the same logits.
+            dropout_seeds: in training, one seed per image: each image's dropout masks are drawn
+                from its own seed (see :func:`~medklip.models.fusion.fuse_per_sample`).
         """
         patches, grid = self.image_encoder(images)
-        return self.decode(patches, grid, queries, need_attentions=need_attentions)
+        return self.decode(patches, grid, queries, need_attentions=need_attentions, dropout_seeds=dropout_seeds)
 
     def decode(
         self,
@@ -189,17 +192,22 @@ class MedKLIP(nn.Module):
         queries: torch.Tensor | None = None,
         *,
         need_attentions: bool = True,
+        dropout_seeds: Sequence[int] | None = None,
     ) -> MedKLIPOutput:
         """Fuse precomputed patch features (:meth:`encode_image`) with a query set; several
-        query sets can reuse one image encoding."""
+        query sets can reuse one image encoding. ``dropout_seeds``: as in :meth:`forward`."""
         query_emb = self.entity_embeddings if queries is None else self._check_embeddings(queries, "queries", True)
         batch = patches.shape[0]
         if query_emb.ndim == 3 and query_emb.shape[0] != batch:
             raise ValueError(f"{query_emb.shape[0]} per-image query sets for {batch} images")
         q = self.query_projection(query_emb)
         q = q if q.ndim == 3 else q.unsqueeze(0).expand(batch, -1, -1)
-        fused, attentions = self.fusion(q, patches, need_weights=need_attentions)
-        fused = self.feature_dropout(fused)
+        if dropout_seeds is not None and self.training:
+            fused, attentions = fuse_per_sample(self.fusion, self.feature_dropout, q, patches, dropout_seeds,
+                                                need_attentions)
+        else:
+            fused, attentions = self.fusion(q, patches, need_weights=need_attentions)
+            fused = self.feature_dropout(fused)
         logits = self.existence_head(fused)
         position_features = self.position_head(fused)
         heatmaps = None

@@ -96,6 +96,10 @@ class RunConfig:
     """SyncBatchNorm under DDP, so N processes compute what one process would."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (smoke tests)."""
+    dropout_per_sample: bool = False
+    """Draw each image's dropout masks from its own seed (run seed, epoch, dataset index) instead of
+    the process's random stream: the same run on N processes (DDP) then trains what it trains on
+    one, with dropout on. Costs one decoder call per image instead of one per batch."""
 
     def __post_init__(self) -> None:
         check_device(self.device)

@@ -106,6 +106,13 @@ class Pretrainer:
         return self.engine.loader(dataset, self.micro_global // self.env.world_size, self.config.data.workers,
                                   self.config.run.seed, sampler, collate_pretrain)
 
+    def _dropout_seeds(self, batch: dict) -> list[int] | None:
+        """One dropout seed per image from (run seed, epoch, dataset index) with
+        ``run.dropout_per_sample``; the trailing 1 keeps it apart from the augmentation's seed."""
+        if not self.config.run.dropout_per_sample:
+            return None
+        return [hash((self.config.run.seed, self.epoch, int(i), 1)) & 0x7FFF_FFFF for i in batch["index"].tolist()]
+
     def _batch(self, batch: dict) -> dict:
         """The batch on the device; images that failed to decode are recorded and left out."""
         failures = batch.pop("failures")
@@ -200,7 +207,8 @@ class Pretrainer:
                     batch = self._batch(batch)
                     images = batch["image"].contiguous(memory_format=torch.channels_last)
                     with self.engine.autocast():
-                        out = self.ddp(images, self._queries(), need_attentions=False)
+                        out = self.ddp(images, self._queries(), need_attentions=False,
+                                       dropout_seeds=self._dropout_seeds(batch))
                     loss, ce, cl = global_loss(self.criterion, self.medklip, out, batch, self.env.world_size)
                     (loss / o.grad_accum).backward()
                     running += torch.stack([loss.detach() / self.env.world_size, ce, cl]) / o.grad_accum
