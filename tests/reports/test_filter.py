@@ -270,6 +270,14 @@ def test_triplet_dict_pickled_filter_and_a_full_cache(rf: ReportFilter) -> None:
          {("cardiomegaly", "heart_size", 1), ("enlarge", "heart_size", 1), NO_PTX}),
         ("Opacity; effusion is not seen.", {("opacity", "unspecified", 1), ("effusion", "unspecified", 0)}),
         ("Pneumonia is not excluded.", {("pneumonia", "unspecified", -1)}),
+        # a singular verb after the cue's subject stops at the comma before it, unless the items are
+        # joined by "or" (above) or the comma opens a relative clause
+        ("Opacity at the left base, effusion is unlikely.",
+         {("opacity", "left_lower_lung", 1), ("effusion", "unspecified", -1)}),
+        ("Opacity at the right base, pneumothorax is not seen.", {("opacity", "right_lower_lung", 1), NO_PTX}),
+        ("Effusion is unlikely.", {("effusion", "unspecified", -1)}),
+        ("Atelectasis, which is mild, is not excluded.", {("atelectasis", "unspecified", -1)}),
+        ("Effusion, which was small, has resolved.", {("effusion", "unspecified", 0)}),
     ],
 )
 def test_cues_after_their_mentions(rf: ReportFilter, text: str, expected: set) -> None:

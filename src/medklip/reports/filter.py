@@ -18,6 +18,28 @@ UNSPECIFIED = "unspecified"
 HARD_BOUNDARIES = frozenset({";", ":", "(", ")"})
 SOFT_BOUNDARIES = frozenset({",", "and"})
 ALWAYS_CONTINUE = frozenset({"or", "nor", "/"})
+SINGULAR_VERBS = frozenset({"is", "was", "has"})
+RELATIVE_PRONOUNS = frozenset({"which", "who"})
+
+
+def _relative_clause(toks: list[str], comma: int) -> int:
+    """The opening comma of the relative clause that the comma at ``comma`` closes (", which ... ,"
+    / ", who ... ,"), or -1: in "atelectasis, which is mild, is not excluded" the cue's subject lies
+    before the clause."""
+    if toks[comma] != ",":
+        return -1
+    for k in range(comma - 1, 0, -1):
+        if toks[k] == ",":
+            return k if toks[k + 1] in RELATIVE_PRONOUNS else -1
+        if toks[k] in SOFT_BOUNDARIES or toks[k] in ALWAYS_CONTINUE:
+            return -1
+    return -1
+    for k in range(comma - 1, 0, -1):
+        if toks[k] == ",":
+            return toks[k + 1] in RELATIVE_PRONOUNS
+        if toks[k] in SOFT_BOUNDARIES or toks[k] in ALWAYS_CONTINUE:
+            return False
+    return False
 CHUNK_BOUNDARIES = frozenset({",", "and", "with", "without"})
 COORDINATORS = frozenset({"and", "or"})
 REFERENCE_OPENERS = frozenset({"compared", "relative"})
@@ -163,13 +185,23 @@ class ReportFilter:
             j = bisect.bisect_right(hard, start - 1) - 1
             limit = hard[j] + 1 if j >= 0 else 0
             lo = limit
+            # "X, Y is unlikely": a singular verb's subject is the segment just before it, unless
+            # the clause joins its items by "or" ("X, Y or Z is not seen")
+            singular = toks[start] in SINGULAR_VERBS or (start > limit and toks[start - 1] in SINGULAR_VERBS)
             i = start - 1
             while i >= limit:
                 if toks[i] in SOFT_BOUNDARIES:
+                    opening = _relative_clause(toks, i)
+                    if opening >= 0:  # "X, which is mild, is not excluded": look before the clause,
+                        i = opening - 1  # whose "which" is a terminator
+                        j = bisect.bisect_right(hard, i) - 1
+                        limit = lo = hard[j] + 1 if j >= 0 else 0
+                        continue
                     prev = i - 1
                     while prev >= limit and toks[prev] not in SOFT_BOUNDARIES and toks[prev] not in ALWAYS_CONTINUE:
                         prev -= 1
-                    if self._segment_has_predicate(toks, prev + 1, i):
+                    own_subject = singular and not any(t in ALWAYS_CONTINUE for t in toks[limit:start])
+                    if own_subject or self._segment_has_predicate(toks, prev + 1, i):
                         lo = i + 1
                         break
                 i -= 1
