@@ -200,3 +200,81 @@ def test_a_huge_image_is_refused_from_its_header(tmp_path) -> None:
     assert small.shape == (1, 7)
     with pytest.raises(ImageTooLargeError):
         read_image(tmp_path / "ok.dcm", max_pixels=6)
+
+
+def test_linear_window_at_its_edges_and_the_threshold() -> None:
+    """PS3.3 C.11.2.1.2.1 at the pixels around both ends of a window (c 100, w 11: 0 up to 94.5,
+    1 above 104.5), width 1 as a threshold at c - 0.5, and the widths the standard forbids."""
+    x = np.arange(90, 110, dtype=np.float32)
+    np.testing.assert_allclose(window(x, 100, 11), linear_window(x, 100, 11), atol=1e-6)
+    assert window(np.array([94.0, 95.0, 104.0, 105.0]), 100, 11).tolist() == pytest.approx([0, 0.05, 0.95, 1])
+    assert window(np.array([99.0, 99.5, 100.0]), 100, 1).tolist() == [0.0, 0.0, 1.0]
+    assert window(np.array([0.0, 6.0, 20.0]), 10, 8, "LINEAR_EXACT").tolist() == pytest.approx([0, 0.0, 1])
+    assert window(np.array([10.0]), 10, 8, "sigmoid")[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="must be >= 1 for LINEAR"):
+        window(x, 100, 0.5)
+    with pytest.raises(ValueError, match="must be > 0 for LINEAR_EXACT"):
+        window(x, 100, 0, "LINEAR_EXACT")
+    values = np.array([1, 2], np.uint16)
+    window(values, 1, 2)
+    assert values.tolist() == [1, 2]  # the caller's array is not overwritten
+
+
+def test_dicom_recognised_from_its_first_bytes(tmp_path) -> None:
+    """``DICM`` after the preamble, or a data set without one that starts with a group 0002 / 0008
+    element (explicit VR letters, or implicit VR's 4-byte length); anything else is not DICOM."""
+    from medklip.data.dicom import looks_like_dicom
+
+    element = (0x0008).to_bytes(2, "little") + (0x0005).to_bytes(2, "little")
+    assert looks_like_dicom(b"\0" * 128 + b"DICM")
+    assert looks_like_dicom(element + b"CS" + b"\x0a\0")  # explicit VR
+    assert looks_like_dicom(element + b"\x0a\0\0\0")  # implicit VR: a 4-byte length
+    assert looks_like_dicom((0x0002).to_bytes(2, "little") + b"\0\0UL\x04\0")
+    assert not looks_like_dicom(element[:4] + b"CS")  # too short to tell
+    assert not looks_like_dicom((0x0010).to_bytes(2, "little") + b"\x10\0PN\x04\0")  # patient group first
+    assert not looks_like_dicom((0x0008).to_bytes(2, "little") + (0x0100).to_bytes(2, "little") + b"SH\x04\0")
+    assert not looks_like_dicom(element + b"\x0a\x00\x01\x00")  # neither letters nor a short length
+    assert not looks_like_dicom(b"\x89PNG\r\n\x1a\n" + b"\0" * 140)
+    png = tmp_path / "image"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert not is_dicom(png) and not is_dicom(tmp_path / "missing") and is_dicom(tmp_path / "missing.DCM")
+
+
+def test_header_fields_that_are_empty_missing_or_many(tmp_path) -> None:
+    """An empty Number of Frames / Samples per Pixel means 1; a window given twice uses the first;
+    a flat image without VOI is all 0; no Rows, no pixel data, or damaged bytes: errors naming the file."""
+    ds = make(ROW, WindowCenter=[600, 50], WindowWidth=[1200, 10])
+    ds.NumberOfFrames = ""
+    out = read_image(save(ds, tmp_path / "two-windows.dcm"))[0]
+    np.testing.assert_allclose(out, linear_window(ROW[0], 600, 1200), atol=1e-6)
+    flat = read_image(save(make(np.full((2, 3), 700)), tmp_path / "flat.dcm"))
+    assert flat.shape == (2, 3) and not flat.any()
+    report = make(ROW)
+    del report.PixelData, report.Rows
+    with pytest.raises(ImageReadError, match="report.dcm: DICOM file has no image"):
+        read_image(save(report, tmp_path / "report.dcm"))
+    columnless = make(ROW)
+    del columnless.Columns
+    with pytest.raises(ImageReadError, match="columnless.dcm: the DICOM header has no usable Rows / Columns"):
+        read_image(save(columnless, tmp_path / "columnless.dcm"))
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes((tmp_path / "flat.dcm").read_bytes()[:200])
+    with pytest.raises(ImageReadError, match="damaged.dcm"):
+        read_image(damaged)
+    bad_window = make(ROW, WindowCenter=600, WindowWidth=0)
+    with pytest.raises(ImageReadError, match="bad-window.dcm: unusable Window Center / Width"):
+        read_image(save(bad_window, tmp_path / "bad-window.dcm"))
+
+
+def test_colour_images_become_their_luma(tmp_path) -> None:
+    """RGB (8 and 12 bits stored) -> ITU-R BT.601 luma over the stored range."""
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 20, 30]]], np.uint8)
+    for bits, scale in ((8, 1), (12, 16)):
+        ds = make(np.zeros((1, 5)))
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = (8, 8, 7) if bits == 8 else (16, 12, 11)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        values = rgb.astype(np.uint16) * scale
+        ds.PixelData = (values.astype(np.uint8) if bits == 8 else values.astype("<u2")).tobytes()
+        out = read_image(save(ds, tmp_path / f"rgb{bits}.dcm"))[0]
+        expected = (values[0] @ np.array([0.299, 0.587, 0.114])) / (2 ** bits - 1)
+        np.testing.assert_allclose(out, expected, atol=1e-6)

@@ -175,7 +175,8 @@ def read_dicom_dataset(path: Path, max_pixels: int | None) -> Any:
         # stop_before_pixels hides Pixel Data: look at the tag in the full read only if the header
         # gives no dimensions (a report, a presentation state, a structured report)
         if "Rows" not in ds:
-            raise ImageReadError(f"{path}: DICOM file has no pixel data (is it a report or a presentation state?)")
+            raise ImageReadError(f"{path}: DICOM file has no image: no pixel data or no Rows in its header (is it a "
+                                 "report or a presentation state?)")
     frames, rows, cols, samples = dicom_shape(ds, path)
     if frames > 1:
         raise ImageReadError(f"{path}: a multi-frame DICOM ({frames} frames); medklip reads one 2-D radiograph per "
