@@ -108,3 +108,76 @@ def test_gray_to_tensor_equals_torchvisions_three_steps(tmp_path) -> None:
     for mode in ("L", "RGBA"):
         image = Image.open(_png(tmp_path, mode))
         assert torch.equal(GrayToTensor()(image), steps(image))
+
+
+def test_config_validation_and_replace() -> None:
+    cfg = PreprocessConfig("medklip", 64, mean=[0, 0, 0], std=(1, 1, 1), max_pixels=10)
+    assert cfg.mean == (0.0, 0.0, 0.0) and all(isinstance(v, float) for v in cfg.std)
+    assert cfg.replace(image_size=32) == PreprocessConfig("medklip", 32, (0, 0, 0), (1, 1, 1), 10)
+    assert PreprocessConfig("medklip", 32, max_pixels=None).max_pixels is None
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    for bad, message in ((dict(image_size=31), "at least 32, got 31"), (dict(mean=(0.5, 0.5)), "three values"),
+                         (dict(std=(1, 1, 1, 1)), "three values"), (dict(std=(1, 0, 1)), "std > 0"),
+                         (dict(max_pixels=0), "max_pixels must be positive, got 0")):
+        with pytest.raises(MedKLIPError, match=message):
+            cfg.replace(**bad)
+    assert repr(Preprocess(cfg)) == "Preprocess('medklip', image_size=64)"
+
+
+def test_release_padchest_equals_kad_and_mavls_reader(tmp_path) -> None:
+    """KAD / MAVL's PadChest reader on a 16-bit PNG: np.array(Image.open(path)), img / img.max() * 255
+    truncated to uint8, RGB, bicubic Resize([224, 224]), ToTensor, ImageNet normalisation; an
+    all-black image stays black."""
+    rng = np.random.default_rng(1)
+    for name, pixels in (("padchest.png", rng.integers(0, 40_000, (300, 260)).astype(np.uint16)),
+                         ("black.png", np.zeros((40, 50), np.uint16))):
+        path = tmp_path / name
+        Image.fromarray(pixels).save(path)
+        img = np.array(Image.open(path))
+        top = img.max()
+        scaled = (img / top * 255).astype(np.uint8) if top else np.zeros(img.shape, np.uint8)
+        release = transforms.Compose([transforms.Resize([224, 224], interpolation=transforms.InterpolationMode.BICUBIC),
+                                      transforms.ToTensor(), NORMALIZE])(Image.fromarray(scaled).convert("RGB"))
+        ours = Preprocess(PreprocessConfig("release-padchest"))(path)
+        assert torch.equal(ours, release), (name, (ours - release).abs().max().item())
+
+
+def test_colour_and_dicom_inputs_per_profile(tmp_path) -> None:
+    """medklip's profile reads a colour PNG as its 8-bit luma (the same tensor as that luma saved as
+    a grayscale PNG); release-cxr14 keeps the release's RGB; a DICOM under release-cxr14 is the
+    standard's reading rounded to 8 bits; ``display`` is the decoded image in [0, 1]."""
+    from medklip.data.image_io import read_image, to_pil
+
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (90, 70, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    Image.fromarray(rgb).convert("L").save(tmp_path / "luma.png")
+    medklip = Preprocess(PreprocessConfig("medklip", 64))
+    assert torch.equal(medklip(tmp_path / "colour.png"), medklip(tmp_path / "luma.png"))
+    release = Preprocess(PreprocessConfig("release-cxr14", 64))
+    expected = transforms.Compose([transforms.Resize([64, 64]), transforms.ToTensor(), NORMALIZE])(
+        Image.fromarray(rgb))
+    assert torch.equal(release(tmp_path / "colour.png"), expected)
+    loaded = release.load(rg1_path())
+    assert loaded.mode == "L" and np.array_equal(np.asarray(loaded), np.asarray(to_pil(read_image(rg1_path()))))
+    shown = Preprocess.display(loaded)
+    assert shown.dtype == np.float32 and np.array_equal(shown, np.asarray(loaded, np.float32) / 255.0)
+
+
+def test_equalisation_outside_the_lookup_table_and_a_bad_shape(tmp_path) -> None:
+    """Float data and integer data spanning more than the table's range go through skimage itself;
+    the RSNA pipeline refuses pixel data that is not one grayscale image."""
+    from medklip.data.preprocess import LUT_MAX_RANGE, release_equalize, release_rsna_image
+    from medklip.errors import ImageReadError
+    from tests.data.test_dicom import make, save
+
+    rng = np.random.default_rng(3)
+    for pixels in (rng.random((40, 30)) * 900, np.array([[0, LUT_MAX_RANGE, 5, 7]], np.int64)):
+        expected = (255 * exposure.equalize_hist(pixels.astype(float) / 255.0)).astype(np.uint8)
+        assert np.array_equal(release_equalize(pixels), expected)
+    ds = make(np.zeros((1, 5)))
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = np.zeros((1, 5, 3), np.uint8).tobytes()
+    with pytest.raises(ImageReadError, match="reads one grayscale image, got \\(1, 5, 3\\)"):
+        release_rsna_image(save(ds, tmp_path / "rgb.dcm"), None)
