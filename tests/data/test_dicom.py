@@ -234,6 +234,7 @@ def test_dicom_recognised_from_its_first_bytes(tmp_path) -> None:
     assert not looks_like_dicom((0x0010).to_bytes(2, "little") + b"\x10\0PN\x04\0")  # patient group first
     assert not looks_like_dicom((0x0008).to_bytes(2, "little") + (0x0100).to_bytes(2, "little") + b"SH\x04\0")
     assert not looks_like_dicom(element + b"\x0a\x00\x01\x00")  # neither letters nor a short length
+    assert not looks_like_dicom(element + b"\x0aA\x01\x00")  # one letter is not a VR
     assert not looks_like_dicom(b"\x89PNG\r\n\x1a\n" + b"\0" * 140)
     png = tmp_path / "image"
     png.write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -278,3 +279,54 @@ def test_colour_images_become_their_luma(tmp_path) -> None:
         out = read_image(save(ds, tmp_path / f"rgb{bits}.dcm"))[0]
         expected = (values[0] @ np.array([0.299, 0.587, 0.114])) / (2 ** bits - 1)
         np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_voi_branches_the_first_tests_missed(tmp_path) -> None:
+    """A VOI LUT over rescaled (float) values and with entries below its depth's top; a Window
+    Center without a Width (min-max then); min-max over data that does not start at 0; a
+    LINEAR_EXACT window narrower than 1; no Photometric Interpretation (MONOCHROME2)."""
+    ds = make(ROW, RescaleSlope=1, RescaleIntercept=0)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    lut = (np.arange(4096) // 4).astype("<u2")  # entries up to 1023 of a 16-bit depth
+    item.add_new(0x00283006, "US", lut.tolist())
+    ds.VOILUTSequence = [item]
+    out = read_image(save(ds, tmp_path / "lut-rescaled.dcm"))[0]
+    np.testing.assert_allclose(out, lut[ROW[0]] / 65535, atol=1e-7)
+    stored = np.array([[100, 1100, 2100, 4100]])
+    centre_only = make(stored, bits_stored=16, WindowCenter=600)
+    np.testing.assert_allclose(read_image(save(centre_only, tmp_path / "centre-only.dcm"))[0],
+                               (stored[0] - 100) / 4000, atol=1e-6)
+    assert window(np.array([9.0, 10.0, 10.2, 11.0]), 10, 0.5, "LINEAR_EXACT").tolist() == pytest.approx(
+        [0, 0.5, 0.9, 1])
+    unlabelled = make(stored, bits_stored=16)
+    del unlabelled.PhotometricInterpretation  # a required element: refused, without the codec hint
+    with pytest.raises(ImageReadError, match="no-photometric.dcm: cannot decode the DICOM pixel data \\(Explicit VR "
+                                             "Little Endian: .*'Photometric Interpretation'\\)$"):
+        read_image(save(unlabelled, tmp_path / "no-photometric.dcm"))
+
+
+def test_raw_pixels_and_files_without_a_preamble_that_keep_their_meta(tmp_path) -> None:
+    """``read_raw_pixels`` gives the stored values with nothing applied (the release's RSNA read);
+    a data set written without the preamble but with its file meta (explicit VR) is read by that
+    meta, not as implicit VR."""
+    from medklip.data.dicom import read_raw_pixels
+
+    ds = make(ROW, WindowCenter=600, WindowWidth=1200, RescaleSlope=2)
+    assert np.array_equal(read_raw_pixels(save(ds, tmp_path / "raw.dcm")), ROW)
+    path = tmp_path / "meta-no-preamble.dcm"
+    pydicom.dcmwrite(path, make(ROW, WindowCenter=600, WindowWidth=1200), enforce_file_format=False)
+    raw = path.read_bytes()
+    assert raw[128:132] != b"DICM" and raw[:2] == b"\x02\x00"  # starts with the meta group
+    np.testing.assert_allclose(read_image(path)[0], linear_window(ROW[0], 600, 1200), atol=1e-6)
+
+
+def test_pixel_data_that_cannot_be_decoded_names_its_syntax(tmp_path) -> None:
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = make(np.zeros((8, 8)))
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a codestream"])
+    with pytest.raises(ImageReadError, match="(?s)garbage.dcm: cannot decode the DICOM pixel data \\(JPEG 2000 Image "
+                                             "Compression \\(Lossless Only\\): .*install pylibjpeg"):
+        read_image(save(ds, tmp_path / "garbage.dcm"))

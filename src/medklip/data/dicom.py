@@ -200,8 +200,9 @@ def decode_pixels(ds: Any, path: Path) -> np.ndarray:
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax)
-        raise ImageReadError(f"{path}: cannot decode the DICOM pixel data ({name}: {exc}); install "
-                             "pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg for compressed files") from exc
+        hint = ("; install pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg for compressed files"
+                if getattr(syntax, "is_compressed", False) else "")
+        raise ImageReadError(f"{path}: cannot decode the DICOM pixel data ({name}: {exc}){hint}") from exc
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
