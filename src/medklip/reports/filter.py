@@ -20,6 +20,11 @@ SOFT_BOUNDARIES = frozenset({",", "and"})
 ALWAYS_CONTINUE = frozenset({"or", "nor", "/"})
 SINGULAR_VERBS = frozenset({"is", "was", "has"})
 RELATIVE_PRONOUNS = frozenset({"which", "who"})
+CHUNK_BOUNDARIES = frozenset({",", "and", "with", "without"})
+COORDINATORS = frozenset({"and", "or"})
+REFERENCE_OPENERS = frozenset({"compared", "relative"})
+ZONE_WORDS = frozenset({"upper", "lower", "middle", "mid"})
+_LABEL = {"negation": ABSENT, "uncertainty": UNCERTAIN}
 
 
 def _relative_clause(toks: list[str], comma: int) -> int:
@@ -34,17 +39,6 @@ def _relative_clause(toks: list[str], comma: int) -> int:
         if toks[k] in SOFT_BOUNDARIES or toks[k] in ALWAYS_CONTINUE:
             return -1
     return -1
-    for k in range(comma - 1, 0, -1):
-        if toks[k] == ",":
-            return toks[k + 1] in RELATIVE_PRONOUNS
-        if toks[k] in SOFT_BOUNDARIES or toks[k] in ALWAYS_CONTINUE:
-            return False
-    return False
-CHUNK_BOUNDARIES = frozenset({",", "and", "with", "without"})
-COORDINATORS = frozenset({"and", "or"})
-REFERENCE_OPENERS = frozenset({"compared", "relative"})
-ZONE_WORDS = frozenset({"upper", "lower", "middle", "mid"})
-_LABEL = {"negation": ABSENT, "uncertainty": UNCERTAIN}
 
 
 @dataclass(frozen=True)
