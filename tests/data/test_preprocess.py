@@ -111,14 +111,26 @@ def test_gray_to_tensor_equals_torchvisions_three_steps(tmp_path) -> None:
 
 
 def test_config_validation_and_replace() -> None:
+    import dataclasses
+
+    from medklip.data.image_io import DEFAULT_MAX_PIXELS
+
+    assert PreprocessConfig().to_dict() == {"profile": "medklip", "image_size": 224, "mean": (0.485, 0.456, 0.406),
+                                            "std": (0.229, 0.224, 0.225), "max_pixels": DEFAULT_MAX_PIXELS,
+                                            "fast": False}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PreprocessConfig().image_size = 32  # type: ignore[misc]
     cfg = PreprocessConfig("medklip", 64, mean=[0, 0, 0], std=(1, 1, 1), max_pixels=10)
     assert cfg.mean == (0.0, 0.0, 0.0) and all(isinstance(v, float) for v in cfg.std)
     assert cfg.replace(image_size=32) == PreprocessConfig("medklip", 32, (0, 0, 0), (1, 1, 1), 10)
     assert PreprocessConfig("medklip", 32, max_pixels=None).max_pixels is None
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
-    for bad, message in ((dict(image_size=31), "at least 32, got 31"), (dict(mean=(0.5, 0.5)), "three values"),
+    with pytest.raises(MedKLIPError, match="^unknown preprocessing profile 'x'; use one of medklip, release-cxr14"):
+        cfg.replace(profile="x")
+    for bad, message in ((dict(image_size=31), "^preprocessing image_size must be at least 32, got 31$"),
+                         (dict(mean=(0.5, 0.5)), "^preprocessing mean / std need three values each"),
                          (dict(std=(1, 1, 1, 1)), "three values"), (dict(std=(1, 0, 1)), "std > 0"),
-                         (dict(max_pixels=0), "max_pixels must be positive, got 0")):
+                         (dict(max_pixels=0), "^max_pixels must be positive, got 0$")):
         with pytest.raises(MedKLIPError, match=message):
             cfg.replace(**bad)
     assert repr(Preprocess(cfg)) == "Preprocess('medklip', image_size=64)"
