@@ -124,6 +124,7 @@ def test_config_validation_and_replace() -> None:
     assert cfg.mean == (0.0, 0.0, 0.0) and all(isinstance(v, float) for v in cfg.std)
     assert cfg.replace(image_size=32) == PreprocessConfig("medklip", 32, (0, 0, 0), (1, 1, 1), 10)
     assert PreprocessConfig("medklip", 32, max_pixels=None).max_pixels is None
+    assert PreprocessConfig("medklip", 32, max_pixels=1).max_pixels == 1  # the smallest budget
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(MedKLIPError, match="^unknown preprocessing profile 'x'; use one of medklip, release-cxr14"):
         cfg.replace(profile="x")
