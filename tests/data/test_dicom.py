@@ -330,3 +330,31 @@ def test_pixel_data_that_cannot_be_decoded_names_its_syntax(tmp_path) -> None:
     with pytest.raises(ImageReadError, match="(?s)garbage.dcm: cannot decode the DICOM pixel data \\(JPEG 2000 Image "
                                              "Compression \\(Lossless Only\\): .*install pylibjpeg"):
         read_image(save(ds, tmp_path / "garbage.dcm"))
+
+
+@pytest.mark.parametrize("name", ["examples_palette.dcm", "gdcm-US-ALOKA-16.dcm"])
+def test_palette_colour_through_its_lookup_table_to_luma(name: str) -> None:
+    """PALETTE COLOR: the palette applied (PS3.3 C.7.6.3.1.5), then BT.601 luma over the palette's
+    entry range (8 or 16 bits); pydicom's own test files, 8- and 16-bit stored values."""
+    from pydicom.pixels.processing import apply_color_lut
+
+    path = get_testdata_file(name)
+    ds = pydicom.dcmread(path)
+    rgb = apply_color_lut(ds.pixel_array, ds).astype(np.float64)
+    top = 65535.0 if rgb.max() > 255 else 255.0
+    expected = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / top
+    out = read_image(path)
+    assert out.shape == ds.pixel_array.shape and out.std() > 0.01
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_voi_lut_over_values_between_its_entries(tmp_path) -> None:
+    """Rescaled values that fall between LUT entries (slope 0.5) index the LUT at the nearest entry."""
+    ds = make(ROW, RescaleSlope=0.5, RescaleIntercept=0)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    lut = (np.arange(4096) * 16).astype("<u2")
+    item.add_new(0x00283006, "US", lut.tolist())
+    ds.VOILUTSequence = [item]
+    out = read_image(save(ds, tmp_path / "half.dcm"))[0]
+    np.testing.assert_allclose(out, lut[np.rint(ROW[0] * 0.5).astype(int)] / 65535, atol=1e-7)
