@@ -194,3 +194,20 @@ def test_equalisation_outside_the_lookup_table_and_a_bad_shape(tmp_path) -> None
     ds.PixelData = np.zeros((1, 5, 3), np.uint8).tobytes()
     with pytest.raises(ImageReadError, match="reads one grayscale image, got \\(1, 5, 3\\)"):
         release_rsna_image(save(ds, tmp_path / "rgb.dcm"), None)
+
+
+def test_the_pixel_budget_and_the_fast_decoding_reach_the_reader(tmp_path) -> None:
+    """``max_pixels`` is passed to the reader (a PNG over it is refused from its header), and only
+    ``fast`` decodes a JPEG at a reduced scale (another tensor than the exact decoding)."""
+    from medklip.errors import ImageTooLargeError
+
+    rng = np.random.default_rng(4)
+    gray = (np.add.outer(np.arange(900), np.arange(700)) % 200 + rng.integers(0, 40, (900, 700))).astype(np.uint8)
+    Image.fromarray(gray).save(tmp_path / "big.png")
+    Image.fromarray(gray).save(tmp_path / "big.jpg", quality=90)
+    with pytest.raises(ImageTooLargeError, match="big.png"):
+        Preprocess(PreprocessConfig("release-cxr14", 64, max_pixels=900 * 700 - 1))(tmp_path / "big.png")
+    exact = Preprocess(PreprocessConfig("release-cxr14", 64))(tmp_path / "big.jpg")
+    again = Preprocess(PreprocessConfig("release-cxr14", 64, max_pixels=900 * 700))(tmp_path / "big.jpg")
+    fast = Preprocess(PreprocessConfig("release-cxr14", 64, fast=True))(tmp_path / "big.jpg")
+    assert torch.equal(exact, again) and (fast - exact).abs().max() > 1e-3
