@@ -31,7 +31,8 @@ VARIANTS = ("current", "opacity", "consolidation", "dense", "effusion")
 
 def _blobs(canvas, layers, density, rng, contrast: float, texture: bool, lateral=(0.25, 0.31),
            rows=(0.52, 0.62), radius=(0.06, 0.085), bronchograms: bool = False) -> np.ndarray:
-    """One or two blobs in each lower lung (the world's covid-19 geometry), added to ``density``."""
+    """One or two blobs in each lower lung (the geometry of ``findings.draw_covid``, with the
+    variant's contrast, texture and extent), added to ``density``."""
     region = np.zeros_like(density)
     for sign in (-1, 1):
         for _ in range(int(rng.integers(1, 3))):
@@ -51,10 +52,11 @@ def _blobs(canvas, layers, density, rng, contrast: float, texture: bool, lateral
 
 
 def drawer(variant: str) -> Callable:
+    if variant == "current":
+        return findings.draw_covid
+
     def draw(canvas, layers, density, rng):
-        if variant == "current":
-            region = _blobs(canvas, layers, density, rng, 0.22, True)
-        elif variant == "opacity":
+        if variant == "opacity":
             region = _blobs(canvas, layers, density, rng, 0.24, True, lateral=(0.17, 0.23))
         elif variant == "consolidation":
             region = np.maximum(_blobs(canvas, layers, density, rng, 0.22, True),
