@@ -52,6 +52,30 @@ def save(ds: Dataset, path) -> str:
     return str(path)
 
 
+def with_voi_lut(ds: Dataset, lut: np.ndarray) -> Dataset:
+    """``ds`` with a VOI LUT Sequence of one 16-bit LUT over the stored values 0..len(lut)-1."""
+    item = Dataset()
+    item.LUTDescriptor = [len(lut), 0, 16]
+    item.add_new(0x00283006, "US", lut.astype("<u2").tolist())  # LUT Data
+    ds.VOILUTSequence = [item]
+    return ds
+
+
+def rgb_dataset(values: np.ndarray, bits_stored: int) -> Dataset:
+    """A single-frame RGB data set (interleaved) of ``values`` ``[H, W, 3]``: 8 bits allocated for
+    8 stored, else 16."""
+    ds = make(np.zeros(values.shape[:2]))
+    ds.BitsAllocated = 8 if bits_stored == 8 else 16
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = values.astype(np.uint8 if bits_stored == 8 else "<u2").tobytes()
+    return ds
+
+
+BT601 = np.array([0.299, 0.587, 0.114])
+"""ITU-R BT.601 luma weights (PIL's "L")."""
+
+
 def linear_window(x, c, w):
     """PS3.3 C.11.2.1.2.1, y_min 0, y_max 1."""
     x = np.asarray(x, float)
@@ -91,12 +115,8 @@ def test_voi_lut_functions(tmp_path, function: str) -> None:
 
 
 def test_voi_lut_sequence_and_only_one_voi_step(tmp_path) -> None:
-    ds = make(ROW)
-    item = Dataset()
-    item.LUTDescriptor = [4096, 0, 16]
     lut = (np.sqrt(np.arange(4096) / 4095) * 65535).astype("<u2")
-    item.add_new(0x00283006, "US", lut.tolist())  # LUT Data
-    ds.VOILUTSequence = [item]
+    ds = with_voi_lut(make(ROW), lut)
     ds.WindowCenter, ds.WindowWidth = 100, 10  # present too: the LUT is the one VOI step
     out = read_image(save(ds, tmp_path / "lut.dcm"))[0]
     np.testing.assert_allclose(out, lut[ROW[0]] / 65535, atol=1e-6)
@@ -271,13 +291,9 @@ def test_colour_images_become_their_luma(tmp_path) -> None:
     """RGB (8 and 12 bits stored) -> ITU-R BT.601 luma over the stored range."""
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 20, 30]]], np.uint8)
     for bits, scale in ((8, 1), (12, 16)):
-        ds = make(np.zeros((1, 5)))
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = (8, 8, 7) if bits == 8 else (16, 12, 11)
-        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
         values = rgb.astype(np.uint16) * scale
-        ds.PixelData = (values.astype(np.uint8) if bits == 8 else values.astype("<u2")).tobytes()
-        out = read_image(save(ds, tmp_path / f"rgb{bits}.dcm"))[0]
-        expected = (values[0] @ np.array([0.299, 0.587, 0.114])) / (2 ** bits - 1)
+        out = read_image(save(rgb_dataset(values, bits), tmp_path / f"rgb{bits}.dcm"))[0]
+        expected = (values[0] @ BT601) / (2 ** bits - 1)
         np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
@@ -285,12 +301,8 @@ def test_voi_branches_the_first_tests_missed(tmp_path) -> None:
     """A VOI LUT over rescaled (float) values and with entries below its depth's top; a Window
     Center without a Width (min-max then); min-max over data that does not start at 0; a
     LINEAR_EXACT window narrower than 1; no Photometric Interpretation (MONOCHROME2)."""
-    ds = make(ROW, RescaleSlope=1, RescaleIntercept=0)
-    item = Dataset()
-    item.LUTDescriptor = [4096, 0, 16]
     lut = (np.arange(4096) // 4).astype("<u2")  # entries up to 1023 of a 16-bit depth
-    item.add_new(0x00283006, "US", lut.tolist())
-    ds.VOILUTSequence = [item]
+    ds = with_voi_lut(make(ROW, RescaleSlope=1, RescaleIntercept=0), lut)
     out = read_image(save(ds, tmp_path / "lut-rescaled.dcm"))[0]
     np.testing.assert_allclose(out, lut[ROW[0]] / 65535, atol=1e-7)
     stored = np.array([[100, 1100, 2100, 4100]])
@@ -342,7 +354,7 @@ def test_palette_colour_through_its_lookup_table_to_luma(name: str) -> None:
     ds = pydicom.dcmread(path)
     rgb = apply_color_lut(ds.pixel_array, ds).astype(np.float64)
     top = 65535.0 if rgb.max() > 255 else 255.0
-    expected = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / top
+    expected = (rgb @ BT601) / top
     out = read_image(path)
     assert out.shape == ds.pixel_array.shape and out.std() > 0.01
     np.testing.assert_allclose(out, expected, atol=1e-6)
@@ -350,11 +362,7 @@ def test_palette_colour_through_its_lookup_table_to_luma(name: str) -> None:
 
 def test_voi_lut_over_values_between_its_entries(tmp_path) -> None:
     """Rescaled values that fall between LUT entries (slope 0.5) index the LUT at the nearest entry."""
-    ds = make(ROW, RescaleSlope=0.5, RescaleIntercept=0)
-    item = Dataset()
-    item.LUTDescriptor = [4096, 0, 16]
     lut = (np.arange(4096) * 16).astype("<u2")
-    item.add_new(0x00283006, "US", lut.tolist())
-    ds.VOILUTSequence = [item]
+    ds = with_voi_lut(make(ROW, RescaleSlope=0.5, RescaleIntercept=0), lut)
     out = read_image(save(ds, tmp_path / "half.dcm"))[0]
     np.testing.assert_allclose(out, lut[np.rint(ROW[0] * 0.5).astype(int)] / 65535, atol=1e-7)

@@ -182,16 +182,13 @@ def test_equalisation_outside_the_lookup_table_and_a_bad_shape(tmp_path) -> None
     the RSNA pipeline refuses pixel data that is not one grayscale image."""
     from medklip.data.preprocess import LUT_MAX_RANGE, release_equalize, release_rsna_image
     from medklip.errors import ImageReadError
-    from tests.data.test_dicom import make, save
+    from tests.data.test_dicom import rgb_dataset, save
 
     rng = np.random.default_rng(3)
     for pixels in (rng.random((40, 30)) * 900, np.array([[0, LUT_MAX_RANGE, 5, 7]], np.int64)):
         expected = (255 * exposure.equalize_hist(pixels.astype(float) / 255.0)).astype(np.uint8)
         assert np.array_equal(release_equalize(pixels), expected)
-    ds = make(np.zeros((1, 5)))
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.PixelData = np.zeros((1, 5, 3), np.uint8).tobytes()
+    ds = rgb_dataset(np.zeros((1, 5, 3), np.uint8), 8)
     with pytest.raises(ImageReadError, match="reads one grayscale image, got \\(1, 5, 3\\)"):
         release_rsna_image(save(ds, tmp_path / "rgb.dcm"), None)
 
