@@ -55,6 +55,7 @@ def assert_same_optimiser(oa: dict, ob: dict) -> None:
     """Two optimiser state dicts equal to the bit (groups, and every tensor of every parameter)."""
     assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
     for k in oa["state"]:
+        assert oa["state"][k].keys() == ob["state"][k].keys(), k
         for name, value in oa["state"][k].items():
             assert torch.equal(value, ob["state"][k][name]), (k, name)
 

@@ -101,7 +101,7 @@ def run_one_and_two_processes(tmp_path: Path, steps: int, *settings: str) -> tup
               for arg in ("--set", item)] + ["-q"]
     world = ["--set", f"data.world_dir={tmp_path / 'world'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    name = f"{steps}" + "".join(f"-{abs(hash(x)) % 10_000}" for x in settings)
+    name = "-".join([str(steps), *(item.replace("=", "_") for item in settings)])
     one, two = tmp_path / f"one-{name}", tmp_path / f"two-{name}"
     single = [sys.executable, "-m", "medklip", "pretrain", *common, *world, "--set", f"run.output={one}"]
     subprocess.run(single, check=True, env=env, capture_output=True)
