@@ -38,7 +38,8 @@ TARGETS = {
     "evaluation/calibration.py": ["tests/evaluation/test_calibration.py"],
     "evaluation/scoring.py": ["tests/evaluation/test_metrics_from_predictions.py"],
     "data/preprocess.py": ["tests/data/test_preprocess.py"],
-    "data/dicom.py": ["tests/data/test_dicom.py", "tests/data/test_bombs_in_a_fresh_process.py"],
+    "data/dicom.py": ["tests/data/test_dicom.py", "tests/data/test_dicom_refusals.py",
+                      "tests/data/test_bombs_in_a_fresh_process.py"],
     "reports/filter.py": ["tests/reports/test_filter.py"],
 }
 """Module (under src/medklip) -> the unit tests that cover it."""

@@ -168,6 +168,14 @@ def check_budget(path: Path, height: int, width: int, max_pixels: int | None) ->
             "(real chest radiographs are at most about 4,300 x 4,300); raise --max-pixels if this image is genuine")
 
 
+def deflated_size_limit(ds: Any, rows: int, cols: int, samples: int) -> int:
+    """Bytes a deflated data set may inflate to: the pixel data its header announces (whole bytes
+    per sample of Bits Allocated, 16 bits when absent, at least one) plus 16 MiB for the elements
+    around it."""
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    return rows * cols * samples * max(1, bits // 8) + (16 << 20)
+
+
 def read_dicom_dataset(path: Path, max_pixels: int | None) -> Any:
     """The full data set of a single-frame image within the pixel budget."""
     ds = header(path)
@@ -175,21 +183,20 @@ def read_dicom_dataset(path: Path, max_pixels: int | None) -> Any:
         # stop_before_pixels hides Pixel Data: look at the tag in the full read only if the header
         # gives no dimensions (a report, a presentation state, a structured report)
         if "Rows" not in ds:
-            raise ImageReadError(f"{path}: DICOM file has no image: no pixel data or no Rows in its header (is it a "
-                                 "report or a presentation state?)")
+            raise ImageReadError(f"{path}: DICOM file has no image: no pixel data or no Rows in its header (a "
+                                 "report, a presentation state, or a file cut short?)")
     frames, rows, cols, samples = dicom_shape(ds, path)
     if frames > 1:
         raise ImageReadError(f"{path}: a multi-frame DICOM ({frames} frames); medklip reads one 2-D radiograph per "
                              "file: export the frame you want as its own file")
     check_budget(path, rows, cols, max_pixels)
     if _transfer_syntax(path) == DEFLATED:
-        bits = int(ds.get("BitsAllocated", 16) or 16)
-        expected = rows * cols * samples * max(1, bits // 8)
-        ds = _read_deflated(path, expected + (16 << 20))
+        ds = _read_deflated(path, deflated_size_limit(ds, rows, cols, samples))
     else:
         ds = _read(path, stop_before_pixels=False)
     if "PixelData" not in ds:
-        raise ImageReadError(f"{path}: DICOM file has no pixel data (is it a report or a presentation state?)")
+        raise ImageReadError(f"{path}: DICOM file has no pixel data (a report, a presentation state, or a file cut "
+                             "short?)")
     return ds
 
 
