@@ -153,6 +153,21 @@ class FilterScore:
         return self.side_right / self.side_total if self.side_total else 0.0
 
 
+def coded_and_found(report: IUReport, triplets: Iterable) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The scored findings of one report, each with its sides: those its MeSH codes name, and those
+    the triplets (``entity``, ``position``, ``exist`` attributes) find present."""
+    scored = mesh_mapping()["scored"]
+    gold: dict[str, set[str]] = {f: set() for f in scored if any(f in mesh_entities(c) for c in report.mesh)}
+    for code in report.mesh:
+        for f in mesh_entities(code) & set(gold):
+            gold[f] |= mesh_sides(code)
+    found: dict[str, set[str]] = {}
+    for t in triplets:
+        if t.exist == 1 and t.entity in scored:
+            found.setdefault(t.entity, set()).update(position_side(t.position or ""))
+    return gold, found
+
+
 def score_filter(reports: Sequence[IUReport], predicted: Mapping[str, Iterable]) -> FilterScore:
     """Score the triplets predicted per report id (``entity``, ``position``, ``exist`` attributes)
     against the MeSH codes: a finding is predicted present when any of its triplets has exist 1; a
@@ -161,14 +176,7 @@ def score_filter(reports: Sequence[IUReport], predicted: Mapping[str, Iterable])
     scored = mesh_mapping()["scored"]
     result = FilterScore({f: [0, 0, 0] for f in scored}, reports=len(reports))
     for r in reports:
-        gold: dict[str, set[str]] = {f: set() for f in scored if any(f in mesh_entities(c) for c in r.mesh)}
-        for code in r.mesh:
-            for f in mesh_entities(code) & set(gold):
-                gold[f] |= mesh_sides(code)
-        found: dict[str, set[str]] = {}
-        for t in predicted.get(r.id, []):
-            if t.exist == 1 and t.entity in scored:
-                found.setdefault(t.entity, set()).update(position_side(t.position or ""))
+        gold, found = coded_and_found(r, predicted.get(r.id, []))
         for f in scored:
             c = result.counts[f]
             c[0] += f in found and f in gold
