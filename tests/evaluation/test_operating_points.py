@@ -10,7 +10,7 @@ import pytest
 from medklip.data.synthetic import WorldConfig, generate_world
 from medklip.evaluation.grounding import segmentation_at
 from medklip.evaluation.metrics import best_f1, f1_accuracy_at
-from medklip.evaluation.operating import classification_at, fit_operating_points
+from medklip.evaluation.operating import OperatingPoints, classification_at, fit_operating_points, grounding_at
 from medklip.zeroshot.benchmark import evaluate_dataset
 
 # validation: the F1 over the thresholds 0.9 / 0.8 / 0.4 / 0.35 / 0.2 / 0.1 is
@@ -41,6 +41,37 @@ def test_grounding_threshold_from_validation() -> None:
     assert s.dice == pytest.approx(8 / 12) and s.iou == pytest.approx(0.5)
     op = fit_operating_points("v", {}, {}, {"a": ([heat], [mask])})
     assert 0.5 < op.grounding["a"] <= 1.0  # above the faint patch
+
+
+
+def test_operating_points_record_exactly_what_was_chosen_and_why_not() -> None:
+    """Every field of the record, the messages in full, and the NaN entries' keys when there is no
+    threshold (or one class only on test)."""
+    import dataclasses
+
+    empty = OperatingPoints("nothing", 0)
+    assert empty.to_dict() == {"available": True, "source": "nothing", "images": 0, "thresholds": {},
+                               "grounding_thresholds": {}, "missing": {}}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        empty.images = 3  # type: ignore[misc]
+    assert fit_operating_points("test split", {}, {}).images == 0
+    op = fit_operating_points("validation split (4 images)", {"none": np.zeros(4, int), "all": np.ones(3, int)},
+                              {"none": np.ones(4), "all": np.ones(3)})
+    assert op.images == 4 and op.thresholds == {} and op.grounding == {}
+    assert op.missing == {"none": "the validation split (4 images) has no positive images",
+                          "all": "the validation split (4 images) has only positive images"}
+    for threshold, expected in ((None, float("nan")), (0.3, 0.3)):
+        at = classification_at(np.ones(4, int), np.full(4, 0.5), threshold)  # one class on test
+        assert set(at) == {"operating_f1", "operating_accuracy", "operating_threshold"}
+        assert np.isnan(at["operating_f1"]) and np.isnan(at["operating_accuracy"])
+        assert at["operating_threshold"] == expected or np.isnan(expected) and np.isnan(at["operating_threshold"])
+    nothing = grounding_at([], [], None)
+    assert set(nothing) == {"operating_dice", "operating_iou", "operating_threshold"}
+    assert all(np.isnan(v) for v in nothing.values())
+    heat, mask = np.array([[1.0, 0.0], [0.0, 0.5]]), np.zeros((4, 4), bool)
+    mask[:2, :2] = True
+    assert grounding_at([heat], [mask], 0.6) == {"operating_dice": 1.0, "operating_iou": 1.0,
+                                                 "operating_threshold": 0.6}
 
 
 @pytest.fixture(scope="module")
