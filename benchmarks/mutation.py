@@ -40,7 +40,7 @@ TARGETS = {
     "data/preprocess.py": ["tests/data/test_preprocess.py"],
     "data/dicom.py": ["tests/data/test_dicom.py", "tests/data/test_dicom_refusals.py",
                       "tests/data/test_bombs_in_a_fresh_process.py"],
-    "reports/filter.py": ["tests/reports/test_filter.py",
+    "reports/filter.py": ["tests/reports/test_filter.py", "tests/reports/test_radgraph.py",
                           "tests/reports/test_iu_dev_score.py::test_every_other_development_report_agrees_with_its_codes"],
 }
 """Module (under src/medklip) -> the unit tests that cover it."""
