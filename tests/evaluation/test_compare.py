@@ -110,3 +110,38 @@ def test_runs_on_other_images_or_labels_are_refused(tmp_path) -> None:
     with pytest.raises(MedKLIPError, match="no metrics.json"):
         read_run(tmp_path)
     assert main(["compare", str(base), str(relabelled)]) == 2  # medklip's exit code for a user error
+
+
+def test_a_run_folder_is_read_back_column_by_column_or_refused_naming_file_and_row(tmp_path) -> None:
+    """Label and probability columns by their prefixes, an empty label as negative, the prompt ->
+    class map recorded by evaluate; a missing file, no rows, a class without labels or a value that
+    is not a number: refused with the file (and row: the header is row 1)."""
+    run = write_run(tmp_path / "run", ["x", "y"], {"Mass": [1, ""], "Nodule": [0, -1]},
+                    {"Mass": [0.25, 0.5], "nodule, small": [0.75, 1.0]})
+    (run / "metrics.json").write_text(json.dumps({"dataset": "toy", "prompt_classes": {"nodule, small": "Nodule"}}))
+    r = read_run(run)
+    assert r.dataset == "toy" and r.ids == ["x", "y"] and r.folder == run
+    assert {c: v.tolist() for c, v in r.labels.items()} == {"Mass": [1.0, 0.0], "Nodule": [0.0, -1.0]}
+    assert {p: v.tolist() for p, v in r.probs.items()} == {"Mass": [0.25, 0.5], "nodule, small": [0.75, 1.0]}
+    assert r.prompt_class == {"Mass": "Mass", "nodule, small": "Nodule"}
+    csv_path = run / "predictions.csv"
+
+    def refused(message: str) -> None:
+        with pytest.raises(MedKLIPError) as caught:
+            read_run(run)
+        assert str(caught.value) == message
+
+    (run / "metrics.json").write_text(json.dumps({"dataset": "toy"}))  # no map: "nodule, small" is its own class
+    refused(f"{csv_path}: no label column for nodule, small")
+    text = csv_path.read_text().replace("0.5", "n/a")
+    csv_path.write_text(text)
+    (run / "metrics.json").write_text(json.dumps({"prompt_classes": {"nodule, small": "Nodule"}}))
+    refused(f"{csv_path} row 3: prob:Mass is 'n/a', not a number")
+    csv_path.write_text(text.splitlines()[0] + "\n")
+    refused(f"{csv_path} has no rows")
+    csv_path.unlink()
+    refused(f"{run}: no predictions.csv; give the output folder of a `medklip evaluate` run")
+    two = write_run(tmp_path / "two", ["x"], {}, {"Mass": [0.5], "Nodule (name)": [0.5]})
+    with pytest.raises(MedKLIPError) as caught:
+        read_run(two)
+    assert str(caught.value) == f"{two / 'predictions.csv'}: no label column for Mass, Nodule"
