@@ -81,6 +81,39 @@ def test_bins_and_saturated_probabilities() -> None:
     assert apply({"temperature": 1.0}, np.array([0.25, 0.9], np.float32)) == pytest.approx([0.25, 0.9], abs=1e-7)
 
 
+
+def test_the_bounds_defaults_and_refusals_by_hand() -> None:
+    """Saturation at float32's largest probability below 1 (log-odds log(2**24 - 1)); both maps'
+    sigmoid against the plain formula far into both tails (to +-15); the temperature's ceiling e**5 (labels
+    that say nothing about confident scores) and Platt's slope ceiling 100 (a perfect split of
+    near-equal scores); 15 bins by default; the refusals in full."""
+    from medklip.evaluation.calibration import calibration_scores
+
+    top = math.log(2**24 - 1)
+    assert log_odds(np.array([1.0, 0.0, 0.5])) == pytest.approx([top, -top, 0.0], abs=1e-9)
+    d = np.array([-15.0, -4.0, 0.0, 2.5, 15.0])  # within the saturation at +-16.6
+    p = 1 / (1 + np.exp(-d))
+    want = 1 / (1 + np.exp(-(0.5 * d - 1)))
+    assert apply({"slope": 0.5, "intercept": -1.0}, p) == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert apply({"temperature": 2.0}, p) == pytest.approx(1 / (1 + np.exp(-d / 2)), rel=1e-9, abs=1e-15)
+    assert fit("temperature", np.array([0, 1, 0, 1]), np.array([0.9, 0.9, 0.1, 0.1])) == {
+        "temperature": pytest.approx(math.exp(5.0), rel=1e-6)}
+    y = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    near = np.r_[np.full(100, 0.4975), np.full(100, 0.5025)]  # log-odds -0.01 / +0.01
+    steep = fit("platt", y, near)
+    assert set(steep) == {"slope", "intercept"} and steep["slope"] == pytest.approx(100.0)
+    labels, probs = np.array([1, 0, 1, 0, 1, 1]), np.array([0.04, 0.1, 0.5, 0.55, 0.93, 1.0])
+    assert len(reliability(labels, probs).counts) == 15
+    assert calibration_scores(labels, probs) == {"ece": ece(labels, probs, 15), "brier": brier(labels, probs)}
+    assert ece(labels, probs, 15) != ece(labels, probs, 10)
+    with pytest.raises(ValueError) as caught:
+        fit("isotonic", labels, probs)
+    assert str(caught.value) == "unknown calibration method 'isotonic'; use one of temperature, platt"
+    with pytest.raises(ValueError) as caught:
+        fit("platt", np.zeros(3), np.full(3, 0.5))
+    assert str(caught.value) == "calibration needs positive and negative images"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return generate_world(tmp_path_factory.mktemp("calworld"), WorldConfig(train=0, validation=32, test=24,
