@@ -36,7 +36,7 @@ TARGETS = {
     "evaluation/compare.py": ["tests/evaluation/test_compare.py"],
     "evaluation/operating.py": ["tests/evaluation/test_operating_points.py"],
     "evaluation/calibration.py": ["tests/evaluation/test_calibration.py"],
-    "evaluation/scoring.py": ["tests/evaluation/test_metrics_from_predictions.py"],
+    "evaluation/scoring.py": ["tests/evaluation/test_scoring.py", "tests/evaluation/test_metrics_from_predictions.py"],
     "data/preprocess.py": ["tests/data/test_preprocess.py"],
     "data/dicom.py": ["tests/data/test_dicom.py", "tests/data/test_dicom_refusals.py",
                       "tests/data/test_bombs_in_a_fresh_process.py"],
