@@ -278,6 +278,24 @@ def test_triplet_dict_pickled_filter_and_a_full_cache(rf: ReportFilter) -> None:
         ("Effusion is unlikely.", {("effusion", "unspecified", -1)}),
         ("Atelectasis, which is mild, is not excluded.", {("atelectasis", "unspecified", -1)}),
         ("Effusion, which was small, has resolved.", {("effusion", "unspecified", 0)}),
+        # each word of the lists the scope rules read (a mutation run showed none of them mattered to
+        # a sentence above): "and" ends a scope before a new clause, in both directions; "was" / "has"
+        # are singular verbs; "who" opens a relative clause; "/" joins a list as "or" does
+        ("The heart is enlarged and a pleural effusion is not seen.",
+         {("cardiomegaly", "heart_size", 1), ("enlarge", "heart_size", 1), ("effusion", "pleural_unspec", 0)}),
+        ("There is no effusion and there is mild cardiomegaly.",
+         {("effusion", "unspecified", 0), ("cardiomegaly", "unspecified", 1)}),
+        ("Opacity at the left base, effusion was not seen.",
+         {("opacity", "left_lower_lung", 1), ("effusion", "unspecified", 0)}),
+        ("Opacity at the left base, effusion has resolved.",
+         {("opacity", "left_lower_lung", 1), ("effusion", "unspecified", 0)}),
+        ("Pneumonia in this patient, who is febrile, is not excluded.", {("pneumonia", "unspecified", -1)}),
+        ("Opacity, effusion / consolidation is not excluded.",
+         {("opacity", "unspecified", -1), ("effusion", "unspecified", -1), ("consolidation", "unspecified", -1)}),
+        # "with" inside a cue ("may be consistent with") still splits the chunk: the place belongs to
+        # the finding named before it, not to the diagnosis it suggests
+        ("Right basilar opacity may be consistent with pneumonia.",
+         {("opacity", "right_lower_lung", 1), ("pneumonia", "unspecified", -1)}),
     ],
 )
 def test_cues_after_their_mentions(rf: ReportFilter, text: str, expected: set) -> None:
