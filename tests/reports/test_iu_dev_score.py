@@ -21,9 +21,11 @@ from medklip.reports.iu import (
 
 @pytest.fixture(scope="module")
 def reports() -> list[IUReport]:
-    import torchxrayvision
+    import importlib.util
 
-    return list(read_iu_reports(os.path.join(os.path.dirname(torchxrayvision.__file__), "data", "NLMCXR_reports.tgz")))
+    spec = importlib.util.find_spec("torchxrayvision")  # the package's files, without importing it (and torch)
+    assert spec is not None and spec.submodule_search_locations
+    return list(read_iu_reports(os.path.join(spec.submodule_search_locations[0], "data", "NLMCXR_reports.tgz")))
 
 
 def test_the_collection_reads_with_its_sections_and_codes(reports) -> None:
