@@ -145,3 +145,71 @@ def test_a_run_folder_is_read_back_column_by_column_or_refused_naming_file_and_r
     with pytest.raises(MedKLIPError) as caught:
         read_run(two)
     assert str(caught.value) == f"{two / 'predictions.csv'}: no label column for Mass, Nodule"
+
+
+def test_the_macro_row_the_table_and_the_refusals_in_full(tmp_path) -> None:
+    """The macro difference and its interval at alpha 0.1 against a plain loop over the same
+    resamples; defaults recorded; a class that one run lacks, a class with one label value (NaN
+    throughout); the table's text; every refusal's message in full."""
+    from medklip.evaluation.compare import comparison_table
+
+    rng = np.random.default_rng(4)
+    n = 60
+    ids = [f"r{k:02d}" for k in range(n)]
+    y1, y2, y3 = rng.integers(0, 2, n), rng.integers(0, 2, n), rng.integers(0, 2, n)
+    pa1, pb1, pa2, pb2, pa3, pb3 = (np.round(rng.random(n), 3) for _ in range(6))
+    pa1 = np.round(np.clip(pa1 + 0.4 * y1, 0, 1), 3)
+    a = write_run(tmp_path / "a", ids, {"Mass": list(y1), "Nodule": list(y2), "Edema": list(y3), "Hernia": [0] * n,
+                                        "Extra": [1] * n},
+                  {"Mass": list(pa1), "Nodule": list(pa2), "Edema": list(pa3), "Hernia": list(pa2)})
+    b = write_run(tmp_path / "b", ids, {"Mass": list(y1), "Nodule": list(y2), "Edema": list(y3), "Hernia": [0] * n},
+                  {"Mass": list(pb1), "Nodule": list(pb2), "Edema": list(pb3), "Hernia": list(pb2)})
+    r = compare_runs(read_run(a), read_run(b), n_boot=300, seed=2, alpha=0.1)
+    assert (r["a"], r["b"], r["dataset"], r["images"], r["n_boot"], r["seed"], r["alpha"]) == (
+        str(a), str(b), "toy", n, 300, 2, 0.1)
+    counts = bootstrap_counts(n, 300, seed=2)
+    per_class = []
+    classes = ((y1, pa1, pb1), (y2, pa2, pb2), (y3, pa3, pb3))
+    for y, pa, pb in classes:
+        rows = [np.repeat(np.arange(n), c) for c in counts]
+        per_class.append([roc_auc_score(y[i], pa[i]) - roc_auc_score(y[i], pb[i]) for i in rows])
+    macro_deltas = np.mean(per_class, axis=0)
+    aucs = [(roc_auc_score(y, pa), roc_auc_score(y, pb)) for y, pa, pb in classes]
+    m = r["macro"]
+    assert m["classes"] == 3  # Hernia has no positive: NaN, not averaged
+    assert m["auc_a"] == pytest.approx(np.mean([x[0] for x in aucs]), abs=1e-12)
+    assert m["delta"] == pytest.approx(np.mean([x[0] - x[1] for x in aucs]), abs=1e-12)
+    assert m["delta_ci"] == pytest.approx([np.quantile(macro_deltas, 0.05), np.quantile(macro_deltas, 0.95)], abs=1e-12)
+    hernia = r["classes"]["Hernia"]
+    assert np.isnan(hernia["auc_a"]) and np.isnan(hernia["p_value"]) and np.isnan(hernia["delta_ci"]).all()
+    assert hernia["positives"] == 0 and hernia["n"] == n
+    defaults = compare_runs(read_run(a), read_run(b))
+    assert (defaults["n_boot"], defaults["seed"], defaults["alpha"]) == (2000, 0, 0.05)
+
+    table = comparison_table({"alpha": 0.1, "n_boot": 100, "classes": {
+        "Mass": {"auc_a": 0.9, "auc_b": 0.8, "delta": 0.1, "delta_ci": [0.05, 0.15], "p_value": 0.0, "positives": 5,
+                 "n": 20}},
+        "macro": {"auc_a": 0.9, "auc_b": 0.8, "delta": 0.1, "delta_ci": [-0.01, 0.2], "p_value": 0.25, "classes": 1}})
+    assert table == (
+        "| class | AUC A | AUC B | A - B [90% CI] | p | positives / n |\n|---|---|---|---|---|---|\n"
+        "| Mass | 0.9000 | 0.8000 | +0.1000 [+0.0500, +0.1500] | < 0.0100 | 5 / 20 |\n"
+        "| **macro** | 0.9000 | 0.8000 | +0.1000 [-0.0100, +0.2000] | 0.2500 | 1 classes |")
+    assert "macro" not in comparison_table({"alpha": 0.05, "n_boot": 10, "classes": {}}, "x", "y")
+
+    def refused(x, y, message: str) -> None:
+        with pytest.raises(RunMismatchError) as caught:
+            compare_runs(read_run(x), read_run(y))
+        assert str(caught.value) == message
+
+    fewer = write_run(tmp_path / "fewer", ids[:-1], {"Mass": list(y1[:-1])}, {"Mass": list(pb1[:-1])})
+    refused(a, fewer, f"the runs were not scored on the same images: 1 images only in {a} (first: r59)")
+    refused(fewer, a, f"the runs were not scored on the same images: 1 images only in {a} (first: r59)")
+    other = write_run(tmp_path / "other", ids, {"Mass": list(y1), "Other": [0] * n}, {"Other": list(pb1)})
+    refused(a, other, f"{a} and {other} share no prompt")
+    twice = write_run(tmp_path / "twice", ids + ids[:1], {"Mass": [*y1, y1[0]]}, {"Mass": [*pb1, pb1[0]]})
+    refused(twice, b, f"{twice}: an image id appears twice in predictions.csv")
+    flipped = write_run(tmp_path / "flipped", ids, {"Mass": list(1 - y1)}, {"Mass": list(pb1)})
+    refused(a, flipped, f"the label of Mass differs for {n} images (first: r00); the runs did not read the same "
+                        "label file")
+    (flipped / "metrics.json").write_text(json.dumps({"dataset": "chexpert"}))
+    refused(a, flipped, f"{a} scored 'toy' and {flipped} scored 'chexpert'")
