@@ -300,3 +300,34 @@ def test_triplet_dict_pickled_filter_and_a_full_cache(rf: ReportFilter) -> None:
 )
 def test_cues_after_their_mentions(rf: ReportFilter, text: str, expected: set) -> None:
     assert facts(rf, text) == expected
+
+
+def test_sentence_numbers_the_sentence_cache_and_the_radgraph_helpers(rf: ReportFilter, monkeypatch) -> None:
+    """Sentences are numbered in order; each distinct sentence is analysed once however often
+    reports repeat it; a Triplet cannot be changed; the RadGraph import's helpers: a side alone
+    takes the entity's default anatomy (the lung unless the vocabulary names another), a plural
+    anatomy both sides unless one is named, entities named once each."""
+    import dataclasses
+
+    text = "Findings: No pneumothorax. Small left effusion. Mild cardiomegaly."
+    assert [(t.entity, t.sentence) for t in rf.extract(text)] == [("pneumothorax", 0), ("effusion", 1),
+                                                                  ("cardiomegaly", 2)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rf.extract(text)[0].exist = 1  # type: ignore[misc]
+    fresh = ReportFilter(rf.vocab)
+    assert fresh.cache_size == 200_000
+    analysed: list[tuple[str, ...]] = []
+    analyse = fresh._sentence
+    monkeypatch.setattr(fresh, "_sentence", lambda toks: analysed.append(tuple(toks)) or analyse(toks))
+    first = fresh.extract("No pneumothorax. No pneumothorax. Small left effusion.")
+    again = fresh.extract("No pneumothorax. Small left effusion.")
+    assert len(analysed) == 2 and len(set(analysed)) == 2
+    assert [t.entity for t in first] == ["pneumothorax", "pneumothorax", "effusion"]  # one per sentence
+    assert [(t.entity, t.position, t.exist) for t in again] == [("pneumothorax", "unspecified", 0),
+                                                                ("effusion", "left_pleural", 1)]
+    assert rf.positions_of("left", "opacity") == ["left_lung_unspec"]
+    assert rf.positions_of("left", "effusion") == ["left_pleural"]
+    assert rf.positions_of("lower lobes", "opacity") == ["lower_left_lobe", "lower_right_lobe"]
+    assert rf.positions_of("left lower lobes", "opacity") == ["lower_left_lobe"]
+    assert rf.positions_of("banana", "opacity") == []
+    assert rf.entities_of("effusion and pleural effusion, atelectasis") == ["effusion", "atelectasis"]
