@@ -208,3 +208,29 @@ def test_the_pixel_budget_and_the_fast_decoding_reach_the_reader(tmp_path) -> No
     again = Preprocess(PreprocessConfig("release-cxr14", 64, max_pixels=900 * 700))(tmp_path / "big.jpg")
     fast = Preprocess(PreprocessConfig("release-cxr14", 64, fast=True))(tmp_path / "big.jpg")
     assert torch.equal(exact, again) and (fast - exact).abs().max() > 1e-3
+
+
+def test_which_equalisation_path_runs_and_max_scaling_at_its_edges(monkeypatch) -> None:
+    """Integer data spanning fewer than 2**20 values (every DICOM; the table's counts then take at
+    most 8 MiB) takes the lookup table, the speed the docstring promises (skimage is not called);
+    from that range on, skimage.
+    KAD / MAVL's max scaling: an image whose maximum is 1 becomes 0 / 255; grayscale stays ``L``,
+    colour becomes RGB."""
+    from medklip.data import preprocess
+
+    called: list[int] = []
+    real = exposure.equalize_hist
+    monkeypatch.setattr(exposure, "equalize_hist",
+                        lambda image, *a, **k: called.append(image.size) or real(image, *a, **k))
+    top = (1 << 20) - 1
+    for low in (0, 1000):  # the range, not the largest value, decides
+        wide = np.array([[low, low + top // 3, low + top]], np.int64)
+        expected = (255 * real(wide.astype(float) / 255.0)).astype(np.uint8)
+        assert np.array_equal(preprocess.release_equalize(wide), expected) and called == []
+    widest = np.array([[0, 1, 1 << 20]], np.int64)
+    preprocess.release_equalize(widest)
+    assert called == [3]
+    binary = preprocess.max_scaled_image(np.array([[0, 1], [1, 0]], np.uint8))
+    assert binary.mode == "L" and np.asarray(binary).tolist() == [[0, 255], [255, 0]]
+    colour = preprocess.max_scaled_image(np.array([[[0, 2, 4], [4, 0, 2]]], np.uint16))
+    assert colour.mode == "RGB" and np.asarray(colour).tolist() == [[[0, 127, 255], [255, 0, 127]]]
