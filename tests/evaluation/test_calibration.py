@@ -144,6 +144,14 @@ def test_calibrate_writes_a_model_that_applies_it(world, tiny_model_dir, tmp_pat
         assert c.probabilities["my finding"] == r.probabilities["my finding"] and not c.calibrated["my finding"]
     assert Predictor(out).operating_point(names[0]) == record["operating_points"][names[0]]
     assert Predictor(out).operating_point(names[0], described=True) is None
+    # a model finding asked with the user's own description is a new query: not calibrated, both
+    # where the flags are read per name (the CLI) and per query row (evaluate)
+    mine = Predictor(out)
+    flags = mine.calibrated_findings([names[0], names[1], "covid-19"], {names[0]: "my words for it"})
+    assert flags == {names[0]: False, names[1]: True, "covid-19": False}
+    _names, _emb, rows = mine.queries([names[0], names[1], "covid-19"], {names[0]: "my words for it"})
+    assert mine.calibrated_rows(rows) == [False, True, False]
+    assert mine.calibrated_rows([rows[1] - len(mine.model.entity_names)]) == [False]  # -k is "not the model's", never row n-k
 
 
 def test_evaluate_reports_calibration_before_and_after(world, tiny_model_dir, tmp_path) -> None:

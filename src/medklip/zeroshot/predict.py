@@ -210,14 +210,17 @@ class Predictor:
         """Per requested name (:func:`requested_names`): whether its probability is calibrated (a
         model entity asked by name whose calibration was fitted; a described or added query never)."""
         describe = describe or {}
-        return {name: name not in describe and self._entity_name(name) in self.calibration
-                for name in requested_names(findings, describe)}
+        known = {normalize_name(n): i for i, n in enumerate(self.model.entity_names)}
+        names = requested_names(findings, describe)
+        rows = [-1 if name in describe else known.get(normalize_name(name), -1) for name in names]
+        return dict(zip(names, self.calibrated_rows(rows)))
 
     def calibrated_rows(self, rows: Sequence[int]) -> list[bool]:
-        """For query rows (of :meth:`queries`): whether each gets a calibrated probability (only
-        the model's own entity queries that were calibrated; an added description never)."""
+        """For query rows (of :meth:`queries`; -1: a query that is not the model's own): whether
+        each gets a calibrated probability (only the model's own entity queries that were
+        calibrated; an added description never)."""
         names = self.model.entity_names
-        return [r < len(names) and names[r] in self.calibration for r in rows]
+        return [0 <= r < len(names) and names[r] in self.calibration for r in rows]
 
     def calibrate(self, probs: np.ndarray, rows: Sequence[int]) -> np.ndarray:
         """``probs`` (columns: query ``rows``) with each calibrated query's map applied (float64
