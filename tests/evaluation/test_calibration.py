@@ -106,6 +106,7 @@ def test_the_bounds_defaults_and_refusals_by_hand() -> None:
     assert len(reliability(labels, probs).counts) == 15
     assert calibration_scores(labels, probs) == {"ece": ece(labels, probs, 15), "brier": brier(labels, probs)}
     assert ece(labels, probs, 15) != ece(labels, probs, 10)
+    assert ece(np.array([1, 0]), np.array([0.7, 0.1])) == pytest.approx((0.3 + 0.1) / 2)  # bins of one image count
     with pytest.raises(ValueError) as caught:
         fit("isotonic", labels, probs)
     assert str(caught.value) == "unknown calibration method 'isotonic'; use one of temperature, platt"
