@@ -259,6 +259,7 @@ def test_dicom_recognised_from_its_first_bytes(tmp_path) -> None:
     png = tmp_path / "image"
     png.write_bytes(b"\x89PNG\r\n\x1a\n")
     assert not is_dicom(png) and not is_dicom(tmp_path / "missing") and is_dicom(tmp_path / "missing.DCM")
+    assert is_dicom(tmp_path / "missing.dicom")  # by its suffix alone
 
 
 def test_header_fields_that_are_empty_missing_or_many(tmp_path) -> None:

@@ -179,12 +179,9 @@ def deflated_size_limit(ds: Any, rows: int, cols: int, samples: int) -> int:
 def read_dicom_dataset(path: Path, max_pixels: int | None) -> Any:
     """The full data set of a single-frame image within the pixel budget."""
     ds = header(path)
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        # stop_before_pixels hides Pixel Data: look at the tag in the full read only if the header
-        # gives no dimensions (a report, a presentation state, a structured report)
-        if "Rows" not in ds:
-            raise ImageReadError(f"{path}: DICOM file has no image: no pixel data or no Rows in its header (a "
-                                 "report, a presentation state, or a file cut short?)")
+    if "Rows" not in ds:  # the header holds no pixel data element (stop_before_pixels): dimensions tell
+        raise ImageReadError(f"{path}: DICOM file has no image: no pixel data or no Rows in its header (a "
+                             "report, a presentation state, or a file cut short?)")
     frames, rows, cols, samples = dicom_shape(ds, path)
     if frames > 1:
         raise ImageReadError(f"{path}: a multi-frame DICOM ({frames} frames); medklip reads one 2-D radiograph per "
