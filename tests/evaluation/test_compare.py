@@ -137,6 +137,11 @@ def test_a_run_folder_is_read_back_column_by_column_or_refused_naming_file_and_r
     csv_path.write_text(text)
     (run / "metrics.json").write_text(json.dumps({"prompt_classes": {"nodule, small": "Nodule"}}))
     refused(f"{csv_path} row 3: prob:Mass is 'n/a', not a number")
+    good = text.replace("n/a", "0.5")
+    csv_path.write_text(good.replace("y,y.png,test,,", "y,y.png,test,maybe,"))
+    refused(f"{csv_path} row 3: label:Mass is 'maybe', not a number")
+    csv_path.write_text(good)
+    assert read_run(run).dataset == ""  # metrics.json names no dataset
     csv_path.write_text(text.splitlines()[0] + "\n")
     refused(f"{csv_path} has no rows")
     csv_path.unlink()
