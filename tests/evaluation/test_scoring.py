@@ -123,6 +123,7 @@ def test_every_number_of_a_classification_and_grounding_run_by_hand() -> None:
     pooled_bins = reliability(np.concatenate([s[0] for s in seen]), np.concatenate([s[1] for s in seen]))
     assert set(run.reliability) == {"raw"}
     assert np.array_equal(run.reliability["raw"].counts, pooled_bins.counts)
+    assert np.array_equal(run.reliability["raw"].frequency, pooled_bins.frequency, equal_nan=True)
 
 
 def test_the_bootstrap_shares_one_resampling_per_test_set_size() -> None:
@@ -195,6 +196,22 @@ def test_a_grading_run_and_a_phrase_grounding_run() -> None:
     for where in (m["grounding"]["A"], m["grounding_overall"]):
         assert where["miou"] == pytest.approx(np.mean(mious)) and where["cnr"] == pytest.approx(np.mean(cnrs))
         assert np.isnan(where["miou_ci"]).all() and len(where["miou_thresholds"]) > 1
+
+
+def test_a_missing_label_is_negative_and_what_a_run_without_a_split_or_classes_leaves_out() -> None:
+    """A sample without a label for a class counts as negative; with every prompt seen there is no
+    seen / unseen split of the macro; a grounding benchmark scores no classification."""
+    rows = samples()
+    for s in rows[:20]:
+        del s.labels["B"]  # B: 10 positives among the last 20; the first 20 lose their (negative) label
+    probs = probabilities()
+    m = score(bench(), EvaluationRun(rows, PROMPTS[:2], probs[:, :2]), n_boot=0, seed=0)
+    assert m["classification"]["B"]["n"] == N and m["classification"]["B"]["positives"] == 10
+    assert m["classification"]["B"]["auc"] == pytest.approx(roc_auc_score(LABELS["B"], probs[:, 1]), abs=1e-12)
+    assert "macro_seen" not in m and "macro_unseen" not in m and "macro_unseen_name" not in m
+    grounded = score(bench("ground"), EvaluationRun(samples(), PROMPTS[:1], probs[:, :1], grounding={0: GROUNDING[0]}),
+                     n_boot=0, seed=0)
+    assert grounded["classification"] == {} and grounded["grounding"]["A"]["images"] == 4
 
 
 def test_one_label_value_only_is_reported_not_scored() -> None:
