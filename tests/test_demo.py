@@ -22,7 +22,9 @@ SEEN_AUC_BAR = 0.76
 POINTING_RATIO_BAR = 1.45
 """Pointing game (release rule) over a random patch's: 0.39 below the matrix minimum (1.84x, seed 1
 on a simulated AVX2 CPU; the other 12 cells 2.24x-3.67x). A model whose heatmaps do not ground
-sits near 1x."""
+sits near 1x. Control (2026-12-05): one epoch at the schedule's floor lr 1e-5 (`medklip demo --quick
+--set optim.lr=1e-12 --set optim.epochs=1`) fails the AUC bar (seen AUC 0.434) but not this one
+(1.47x): such a model is caught by the AUC bar, not by this one alone."""
 # Not asserted: covid-19 found better by its description than by its name. The quick profile does on
 # 12 of 13 cells (docs/demo_matrix.md: from -0.14 to +0.38); the default profile does on every cell
 # measured (README), and the README reports it from there.
