@@ -10,7 +10,7 @@ temporary folder (the working tree and any running job stay untouched) and puts 
 ``PYTHONPATH``. mutmut is not a dependency of medklip: this script installs it into a private
 virtual environment on first use (``--mutmut`` points at an existing executable instead).
 
-    .venv/bin/python benchmarks/mutation.py                       # every module below (about 1.5 h)
+    .venv/bin/python benchmarks/mutation.py                       # every module below (about 3 h on one core)
     .venv/bin/python benchmarks/mutation.py --modules evaluation/metrics.py --out runs/mutation
 """
 from __future__ import annotations
