@@ -35,11 +35,11 @@ def deflated(ds: Dataset, path: Path) -> Path:
 
 
 def not_deflate(folder: Path) -> Path:
-    """A deflated file whose body is not a deflate stream (block type 3 is reserved)."""
+    """A deflated file whose body is not a deflate stream (block type 3 is reserved): the file meta
+    up to the transfer syntax's value (22 characters, no padding), then 0xff bytes."""
     path = deflated(make(ROW), folder / "not-deflate.dcm")
     raw = path.read_bytes()
     meta = raw.index(DeflatedExplicitVRLittleEndian.encode()) + len(DeflatedExplicitVRLittleEndian)
-    meta += meta % 2  # the UID's padding byte
     path.write_bytes(raw[:meta] + b"\xff" * 64)
     return path
 
