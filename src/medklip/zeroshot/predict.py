@@ -196,9 +196,18 @@ class Predictor:
         self.operating_points: dict[str, float] = dict((record or {}).get("operating_points", {}))
         """Entity name -> the decision threshold chosen with the calibration (F1-maximising there)."""
 
+    def _own_row(self, name: str, describe: Mapping[str, DescriptionTexts] | None = None) -> int:
+        """The row of the model's own entity query that a requested name uses; -1 for an added
+        query (a name the model was not trained on, or one the user describes)."""
+        if describe and name in describe:
+            return -1
+        rows = {normalize_name(n): i for i, n in enumerate(self.model.entity_names)}
+        return rows.get(normalize_name(name), -1)
+
     def _entity_name(self, name: str) -> str | None:
         """The model's own entity a requested name queries (None: an added query)."""
-        return {normalize_name(n): n for n in self.model.entity_names}.get(normalize_name(name))
+        row = self._own_row(name)
+        return self.model.entity_names[row] if row >= 0 else None
 
     def operating_point(self, name: str, described: bool = False) -> float | None:
         """The recorded decision threshold of a model finding (None for added queries or without one)."""
@@ -210,9 +219,8 @@ class Predictor:
         """Per requested name (:func:`requested_names`): whether its probability is calibrated (a
         model entity asked by name whose calibration was fitted; a described or added query never)."""
         describe = describe or {}
-        known = {normalize_name(n): i for i, n in enumerate(self.model.entity_names)}
         names = requested_names(findings, describe)
-        rows = [-1 if name in describe else known.get(normalize_name(name), -1) for name in names]
+        rows = [self._own_row(name, describe) for name in names]
         return dict(zip(names, self.calibrated_rows(rows)))
 
     def calibrated_rows(self, rows: Sequence[int]) -> list[bool]:
@@ -258,18 +266,18 @@ class Predictor:
         """
         describe = dict(describe or {})
         names = list(self.model.entity_names)
-        known = {normalize_name(n): i for i, n in enumerate(names)}
         pending: list[list[str]] = []
         groups: list[list[int]] = []
         for name in requested_names(findings, describe):
+            row = self._own_row(name, describe)
+            if row >= 0:
+                groups.append([row])
+                continue
             if name in describe:
                 texts = as_texts(describe[name], name, "--describe")
-            elif normalize_name(name) not in known:
+            else:
                 texts = self.knowledge.texts(name)  # unknown -> error with close names
                 texts = texts if self.variants else texts[:1]
-            else:
-                groups.append([known[normalize_name(name)]])
-                continue
             members = [texts] if self.ensemble == "embedding" or len(texts) == 1 else [[t] for t in texts]
             rows = []
             for k, member in enumerate(members, start=1):
