@@ -21,7 +21,7 @@ from pydicom.uid import (
 
 from medklip.data.dicom import is_dicom, window
 from medklip.data.image_io import image_shape, read_image
-from medklip.errors import ImageReadError, ImageTooLargeError
+from medklip.errors import ImageTooLargeError
 
 
 def make(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
@@ -198,13 +198,6 @@ def test_jpeg_baseline(tmp_path) -> None:
     np.testing.assert_allclose(out, expected, atol=3 / 255)  # two JPEG decoders may differ by a level
 
 
-def test_multi_frame_is_a_clear_error(tmp_path) -> None:
-    ds = make(np.zeros((2 * 4, 4), np.uint16))
-    ds.Rows, ds.NumberOfFrames = 4, 2
-    with pytest.raises(ImageReadError, match="multi-frame DICOM \\(2 frames\\)"):
-        read_image(save(ds, tmp_path / "mf.dcm"))
-
-
 def test_a_huge_image_is_refused_from_its_header(tmp_path) -> None:
     """A 10,000 x 10,000 deflated DICOM is ~200 KB; it is refused without inflating it."""
     ds = make(np.zeros((10_000, 10_000), np.uint16))
@@ -263,29 +256,15 @@ def test_dicom_recognised_from_its_first_bytes(tmp_path) -> None:
 
 
 def test_header_fields_that_are_empty_missing_or_many(tmp_path) -> None:
-    """An empty Number of Frames / Samples per Pixel means 1; a window given twice uses the first;
-    a flat image without VOI is all 0; no Rows, no pixel data, or damaged bytes: errors naming the file."""
+    """An empty Number of Frames means 1; a window given twice uses the first; a flat image without
+    VOI is all 0. (The refusals -- no Rows, no Columns, a file cut short, a zero window width -- are
+    matched in full in test_dicom_refusals.py.)"""
     ds = make(ROW, WindowCenter=[600, 50], WindowWidth=[1200, 10])
     ds.NumberOfFrames = ""
     out = read_image(save(ds, tmp_path / "two-windows.dcm"))[0]
     np.testing.assert_allclose(out, linear_window(ROW[0], 600, 1200), atol=1e-6)
     flat = read_image(save(make(np.full((2, 3), 700)), tmp_path / "flat.dcm"))
     assert flat.shape == (2, 3) and not flat.any()
-    report = make(ROW)
-    del report.PixelData, report.Rows
-    with pytest.raises(ImageReadError, match="report.dcm: DICOM file has no image"):
-        read_image(save(report, tmp_path / "report.dcm"))
-    columnless = make(ROW)
-    del columnless.Columns
-    with pytest.raises(ImageReadError, match="columnless.dcm: the DICOM header has no usable Rows / Columns"):
-        read_image(save(columnless, tmp_path / "columnless.dcm"))
-    damaged = tmp_path / "damaged.dcm"
-    damaged.write_bytes((tmp_path / "flat.dcm").read_bytes()[:200])
-    with pytest.raises(ImageReadError, match="damaged.dcm"):
-        read_image(damaged)
-    bad_window = make(ROW, WindowCenter=600, WindowWidth=0)
-    with pytest.raises(ImageReadError, match="bad-window.dcm: unusable Window Center / Width"):
-        read_image(save(bad_window, tmp_path / "bad-window.dcm"))
 
 
 def test_colour_images_become_their_luma(tmp_path) -> None:
@@ -301,7 +280,8 @@ def test_colour_images_become_their_luma(tmp_path) -> None:
 def test_voi_branches_the_first_tests_missed(tmp_path) -> None:
     """A VOI LUT over rescaled (float) values and with entries below its depth's top; a Window
     Center without a Width (min-max then); min-max over data that does not start at 0; a
-    LINEAR_EXACT window narrower than 1; no Photometric Interpretation (MONOCHROME2)."""
+    LINEAR_EXACT window narrower than 1. (Pixel data without a Photometric Interpretation is refused
+    without the codec hint: test_dicom_refusals.py.)"""
     lut = (np.arange(4096) // 4).astype("<u2")  # entries up to 1023 of a 16-bit depth
     ds = with_voi_lut(make(ROW, RescaleSlope=1, RescaleIntercept=0), lut)
     out = read_image(save(ds, tmp_path / "lut-rescaled.dcm"))[0]
@@ -312,11 +292,6 @@ def test_voi_branches_the_first_tests_missed(tmp_path) -> None:
                                (stored[0] - 100) / 4000, atol=1e-6)
     assert window(np.array([9.0, 10.0, 10.2, 11.0]), 10, 0.5, "LINEAR_EXACT").tolist() == pytest.approx(
         [0, 0.5, 0.9, 1])
-    unlabelled = make(stored, bits_stored=16)
-    del unlabelled.PhotometricInterpretation  # a required element: refused, without the codec hint
-    with pytest.raises(ImageReadError, match="no-photometric.dcm: cannot decode the DICOM pixel data \\(Explicit VR "
-                                             "Little Endian: .*'Photometric Interpretation'\\)$"):
-        read_image(save(unlabelled, tmp_path / "no-photometric.dcm"))
 
 
 def test_raw_pixels_and_files_without_a_preamble_that_keep_their_meta(tmp_path) -> None:
@@ -332,17 +307,6 @@ def test_raw_pixels_and_files_without_a_preamble_that_keep_their_meta(tmp_path) 
     raw = path.read_bytes()
     assert raw[128:132] != b"DICM" and raw[:2] == b"\x02\x00"  # starts with the meta group
     np.testing.assert_allclose(read_image(path)[0], linear_window(ROW[0], 600, 1200), atol=1e-6)
-
-
-def test_pixel_data_that_cannot_be_decoded_names_its_syntax(tmp_path) -> None:
-    from pydicom.uid import JPEG2000Lossless
-
-    ds = make(np.zeros((8, 8)))
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a codestream"])
-    with pytest.raises(ImageReadError, match="(?s)garbage.dcm: cannot decode the DICOM pixel data \\(JPEG 2000 Image "
-                                             "Compression \\(Lossless Only\\): .*install pylibjpeg"):
-        read_image(save(ds, tmp_path / "garbage.dcm"))
 
 
 @pytest.mark.parametrize("name", ["examples_palette.dcm", "gdcm-US-ALOKA-16.dcm"])

@@ -112,7 +112,8 @@ REFUSALS: dict[str, tuple[Callable[[Path], Path], dict, type, str]] = {
                     r"you want as its own file"),
     "undecodable, uncompressed": (
         lambda f: Path(save(without(make(ROW), "PhotometricInterpretation"), f / "no-photometric.dcm")), {},
-        ImageReadError, r"cannot decode the DICOM pixel data \(Explicit VR Little Endian: [^;]+\)"),
+        ImageReadError,
+        r"cannot decode the DICOM pixel data \(Explicit VR Little Endian: [^;]*'Photometric Interpretation'[^;]*\)"),
     "undecodable, compressed": (
         compressed_garbage, {}, ImageReadError,
         r"cannot decode the DICOM pixel data \(JPEG 2000 Image Compression \(Lossless Only\): .+\); install "
