@@ -185,6 +185,8 @@ class Predictor:
             logger.info("precision %s (%s)", self.precision, why)
         self.backend = make_backend(backend, self.model, self.precision)
         self.variants = self.model.preprocess_cfg.profile not in RELEASE_PROFILES if variants is None else variants
+        self._entity_rows = {normalize_name(n): i for i, n in enumerate(self.model.entity_names)}
+        """Normalised entity name -> the row of the model's own query (built once: the model is fixed)."""
         if ensemble not in ENSEMBLES:
             raise MedKLIPError(f"unknown ensemble {ensemble!r}; use one of {', '.join(ENSEMBLES)}")
         self.ensemble = ensemble
@@ -201,8 +203,7 @@ class Predictor:
         query (a name the model was not trained on, or one the user describes)."""
         if describe and name in describe:
             return -1
-        rows = {normalize_name(n): i for i, n in enumerate(self.model.entity_names)}
-        return rows.get(normalize_name(name), -1)
+        return self._entity_rows.get(normalize_name(name), -1)
 
     def _entity_name(self, name: str) -> str | None:
         """The model's own entity a requested name queries (None: an added query)."""
