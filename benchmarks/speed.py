@@ -10,7 +10,9 @@ Each row is a ratio against a baseline measured in the same run:
   ``inference_mode``; its probabilities are compared with the release mode's;
 * **medklip, ONNX Runtime**: the same, the model run by ONNX Runtime (``--backend onnxruntime``);
 * **medklip fast** (opt-in): ``PreprocessConfig(fast=True)`` (JPEG DCT-scaled decoding, resizing
-  through ``reduce``) with ONNX Runtime.
+  through ``reduce``) with ONNX Runtime;
+* **N model processes** (opt-in, ``Predictor(processes=N)`` / ``--processes N``, N = the cores by
+  default): each process decodes its own batches and runs the model on one share of the cores.
 
 Rows: end-to-end zero-shot on full-size PNG, JPEG and DICOM radiographs; one training step;
 the data loader with the release's augmentation, from full-size files and from the image cache;
@@ -144,21 +146,30 @@ FORMATS = {"png": "release-cxr14", "jpeg": "release-cxr14", "dicom": "release-rs
 
 
 def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, workers: int,
-               formats: tuple[str, ...] = tuple(FORMATS)) -> None:
+               formats: tuple[str, ...] = tuple(FORMATS), processes: int = 2) -> None:
     for kind, profile in ((k, FORMATS[k]) for k in formats):
         paths = files[kind]
         def make(**options) -> Predictor:
             return Predictor(model, device="cpu", preprocess=profile, workers=workers, **options)  # noqa: B023
 
+        many = f"{processes} model processes"
         runs = {"exact": make(), "exact, ONNX Runtime": make(backend="onnxruntime"),
                 "opt-in fast (reduced decoding + ONNX Runtime)": make(backend="onnxruntime", fast=True)}
+        if processes > 1:
+            runs[f"{many}, PyTorch"] = make(processes=processes)
+            runs[f"{many}, ONNX Runtime"] = make(backend="onnxruntime", processes=processes)
+            runs[f"{many}, fast + ONNX Runtime"] = make(backend="onnxruntime", fast=True, processes=processes)
         if "openvino" in PRECISIONS_TO_TIME:
             runs["exact, OpenVINO"] = make(backend="openvino")
             runs["opt-in fast (reduced decoding + OpenVINO)"] = make(backend="openvino", fast=True)
+            if processes > 1:
+                runs[f"{many}, OpenVINO"] = make(backend="openvino", processes=processes)
         if "bf16" in PRECISIONS_TO_TIME:
             runs["opt-in bf16 autocast"] = make(precision="bf16")
-        for predictor in runs.values():
-            medklip_predict(predictor, paths[:8])  # warm-up: workers, the ONNX export
+        for name, predictor in runs.items():
+            started = time.perf_counter()
+            medklip_predict(predictor, paths[:8 * processes])  # warm-up: workers, ONNX exports, every model process
+            print(f"  warm-up of {name} ({kind}): {time.perf_counter() - started:.1f} s", flush=True)
         times: dict[str, list[float]] = {"release": [], **{name: [] for name in runs}}
         results: dict[str, np.ndarray] = {}
         for _ in range(repeats):
@@ -172,6 +183,8 @@ def end_to_end(model: MedKLIP, files: dict[str, list[Path]], repeats: int, worke
             diff = float(np.abs(results[name] - reference).max())
             row(f"end to end, {len(paths)} full-size {kind.upper()} ({profile}), {name}", "release loop", base,
                 rate(len(paths), times[name]), f"(max probability difference {diff:.1e})")
+        for predictor in runs.values():
+            predictor.close()
 
 
 def fast_copy(model: MedKLIP) -> MedKLIP:
@@ -276,6 +289,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workers", type=int, default=1, help="decoding processes for medklip (default 1)")
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                   help="model processes for the multi-process rows (default: the cores; 1: no such rows)")
     p.add_argument("--quick", action="store_true", help="half-size images, fewer of them (a smoke run)")
     p.add_argument("--only", nargs="*", default=["e2e", "train", "loader", "model"])
     p.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast paths")
@@ -294,7 +309,7 @@ def main() -> None:
         if "model" in args.only:
             model_only(model, args.repeats + 1)
         if "e2e" in args.only:
-            end_to_end(model, files, args.repeats, args.workers, tuple(args.formats))
+            end_to_end(model, files, args.repeats, args.workers, tuple(args.formats), args.processes)
         if "train" in args.only:
             training_step(3 if args.quick else 6)
         if "loader" in args.only:

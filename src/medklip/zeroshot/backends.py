@@ -141,13 +141,16 @@ def openvino_refusal(err: Exception, max_isa: str | None) -> str:
             "Use --backend onnxruntime or --backend torch (same probabilities within 1e-5).")
 
 
-def make_backend(name: str, model: MedKLIP, precision: str = "fp32") -> TorchBackend | OnnxBackend:
+def make_backend(name: str, model: MedKLIP, precision: str = "fp32", threads: int | None = None
+                 ) -> TorchBackend | OnnxBackend:
+    """The named backend for ``model``; ``threads`` sets ONNX Runtime's / OpenVINO's intra-op
+    threads (default: theirs; PyTorch's are the process's ``torch.set_num_threads``)."""
     if name == "torch":
         return TorchBackend(model, precision)
     if name == "openvino":
-        return OpenVinoBackend(model, precision)
+        return OpenVinoBackend(model, precision, threads)
     if name == "onnxruntime":
         if precision != "fp32":
             raise MedKLIPError("the onnxruntime backend runs in fp32; use --backend torch for --precision bf16")
-        return OnnxBackend(model)
+        return OnnxBackend(model, threads)
     raise MedKLIPError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")

@@ -177,7 +177,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                      n_overlays: int = 6, progress: bool = False, preprocess: str | None = None,
                      workers: int = 0, max_pixels: int | None | str = "model", backend: str = "torch",
                      fast: bool = False, calibration_split: str | None = VALIDATION, calibrated: bool = True,
-                     precision: str = "fp32", ensemble: str = "embedding", variants: bool | None = None) -> dict:
+                     precision: str = "fp32", ensemble: str = "embedding", variants: bool | None = None,
+                     processes: int = 1) -> dict:
     """Read ``dataset`` at ``root``, split it (the paper's fractions, seeded, by patient; or the
     release's own test list with ``split="release"``; the publisher's split where a dataset has one)
     or reuse ``split_file``, score ``model``
@@ -208,7 +209,7 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
     predictor = model if isinstance(model, Predictor) else Predictor(
         model, text_encoder=text_encoder, device=device, preprocess=preprocess, max_pixels=max_pixels,
         workers=workers, backend=backend, fast=fast, calibrated=calibrated, precision=precision,
-        ensemble=ensemble, variants=variants)
+        ensemble=ensemble, variants=variants, processes=processes)
     profile = predictor.preprocess.config
     wanted = specs.get(dataset, {}).get("release_preprocess")
     if preprocess is None and wanted and profile.profile in RELEASE_PROFILES and profile.profile != wanted:
@@ -240,6 +241,8 @@ def evaluate_dataset(dataset: str, root: str | Path, model: Predictor | str | Pa
                                 n_boot, seed, n_overlays, bar, operating)
     finally:
         bar.close()
+        if predictor is not model:  # this function's own: stop its model processes (if any)
+            predictor.close()
     if operating is None:
         run.metrics["operating_points"] = unavailable(str(reason))
     sizes = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}

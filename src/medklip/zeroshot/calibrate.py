@@ -54,6 +54,8 @@ def calibrate_model(model: str | Path | Predictor, dataset: str, root: str | Pat
                                 batch_size=batch_size, n_boot=0, n_overlays=0, progress=bar)
         finally:
             bar.close()
+            if predictor is not model:  # this function's own: stop its model processes (if any)
+                predictor.close()
     parameters, before, after, skipped, thresholds = {}, {}, {}, {}, {}
     for j, prompt in enumerate(run.prompts):
         if prompt.kind != DESCRIPTION or not prompt.seen:

@@ -78,6 +78,16 @@ class _Files(Dataset):
         return item
 
 
+def load_batch(paths: Sequence[str | Path], start: int, preprocess: Preprocess, keep_display: bool = False) -> Batch:
+    """``paths`` decoded in this process as one batch whose items are numbered from ``start``
+    (their positions in the whole input)."""
+    files = _Files(paths, preprocess, keep_display)
+    items = [files[k] for k in range(len(files))]
+    for k, item in enumerate(items):
+        item.index = start + k
+    return Batch(items)
+
+
 def _collate(items: list[Item]) -> Batch:
     return Batch(items)
 
