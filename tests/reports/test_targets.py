@@ -57,3 +57,31 @@ def test_position_sampling(kb: KnowledgeBase) -> None:
     a = t.sample_position_index(np.random.default_rng(1), 51)
     b = t.sample_position_index(np.random.default_rng(1), 51)
     assert np.array_equal(a, b)  # seeded
+
+
+def test_rows_of_entities_not_present_cost_no_draw_and_no_loss(kb: KnowledgeBase) -> None:
+    import torch
+
+    from medklip.models.criterion import MedKLIPCriterion
+    from medklip.models.outputs import MedKLIPOutput
+
+    names = ["effusion", "edema", "atelectasis"]
+    t = report_targets([{"entity": "effusion", "position": "left_pleural", "exist": 1},
+                        {"entity": "edema", "position": "left_pleural", "exist": 0}], names, kb.positions)
+    idx = t.sample_position_index(np.random.default_rng(0), len(kb.positions))
+    assert idx[1].tolist() == idx[2].tolist() == list(range(8))  # absent / unmentioned: fixed, not drawn
+    alone = report_targets([{"entity": "effusion", "position": "left_pleural", "exist": 1}], names[:1], kb.positions)
+    assert np.array_equal(alone.sample_position_index(np.random.default_rng(0), len(kb.positions))[0], idx[0])
+    # the criterion scores present pairs only: whatever the other rows hold, the loss is the same
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 3, 2, generator=gen)
+    out = MedKLIPOutput(logits=logits, probs=logits.softmax(-1)[..., 1], position_features=torch.randn(1, 3, 16, generator=gen),
+                        position_logits=torch.zeros(1, 3, len(kb.positions)), attentions=[], heatmaps=None,
+                        patch_grid=(1, 1))
+    embeddings = torch.randn(len(kb.positions), 16, generator=gen)
+    labels = torch.from_numpy(t.exist.astype(np.int64))[None]
+    scrambled = torch.from_numpy(idx)[None].clone()
+    scrambled[0, 1:] = torch.randint(0, len(kb.positions), (2, 8), generator=gen)
+    a = MedKLIPCriterion()(out, labels, torch.from_numpy(idx)[None], embeddings)
+    b = MedKLIPCriterion()(out, labels, scrambled, embeddings)
+    assert a.total == b.total and a.position > 0

@@ -28,10 +28,11 @@ class ReportTargets:
     def sample_position_index(self, rng: np.random.Generator, num_positions: int,
                               k: int = NUM_POSITION_SAMPLES) -> np.ndarray:
         """``[Q, k]`` position indices: column 0 a positive, then ``k-1`` negatives drawn from
-        positions the entity is not at (rows of entities that are not present are random
-        and ignored by the loss)."""
-        q = len(self.positives)
-        out = np.empty((q, k), dtype=np.int64)
+        positions the entity is not at. Rows of entities that are not present are ignored by the
+        loss (the criterion scores present pairs only); they hold ``0, 1, ..., k-1`` instead of the
+        release's random draws, which cost a random draw per entity per sample (about half a
+        millisecond a sample with 75 entities, in the quick demo's training loop)."""
+        out = np.tile(np.arange(k, dtype=np.int64) % max(1, num_positions), (len(self.positives), 1))
         for i, pos in enumerate(self.positives):
             if pos:
                 out[i, 0] = pos[rng.integers(len(pos))]
@@ -39,8 +40,6 @@ class ReportTargets:
                 mask[pos] = False
                 negatives = np.flatnonzero(mask)
                 out[i, 1:] = rng.choice(negatives, size=k - 1, replace=len(negatives) < k - 1)
-            else:
-                out[i] = rng.choice(num_positions, size=k, replace=num_positions < k)
         return out
 
 
