@@ -4,6 +4,7 @@ in its own place."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -68,13 +69,16 @@ def test_model_processes_give_the_single_process_predictions(images, minilm, tmp
     assert _differences([r for r in one if r.error is None][:-1], shifted, names)[0] > 100 * TOLERANCE
 
 
-def test_cli_processes_flag(tiny_model_dir, images, capsys) -> None:  # noqa: F811
+def test_cli_processes_flag(tiny_model_dir, images, capsys, caplog) -> None:  # noqa: F811
     def run(*flag: str) -> list[dict]:
         assert main(["predict", *map(str, images[:5]), "--model", str(tiny_model_dir), "--findings",
                      "effusion,pneumonia", "--format", "json", "--batch-size", "2", *flag]) == 0
         return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
-    one, two = run("--workers", "0"), run("--processes", "2")
+    one = run("--workers", "0")
+    with caplog.at_level(logging.INFO, logger="medklip.zeroshot.replicas"):
+        two = run("--processes", "2")
+    assert "2 model processes (torch, " in caplog.text  # the flag reached the Predictor
     assert [r["image"] for r in two] == [r["image"] for r in one]
     assert max(abs(a["probabilities"][n] - b["probabilities"][n]) for a, b in zip(one, two)
                for n in ("effusion", "pneumonia")) <= TOLERANCE
