@@ -46,7 +46,7 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
                         "at most 4)")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="model processes on the CPU, each decoding its own batches on its share of the cores "
-                        "(opt-in throughput for batch jobs: 2 on 2 cores with --backend onnxruntime is about 1.7x "
+                        "(opt-in throughput for batch jobs: 2 on 2 cores with --backend onnxruntime is about 1.8x "
                         "the release's loop on full-size PNGs; default 1)")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
                    help="run the model in PyTorch (default), ONNX Runtime (CPU; needs medklip[export]) or OpenVINO "

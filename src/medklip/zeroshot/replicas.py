@@ -5,9 +5,9 @@ On a CPU the release's loop (and one process with decoding workers) runs the mod
 convolutions on two intra-op threads, which scale poorly, and decodes between batches or in a
 worker that competes with those threads. Two processes of one thread each, each decoding and
 predicting whole batches, keep both cores busy with single-threaded work: on a 2-core CPU, full-size
-PNGs end to end at 1.7x the release's loop with ONNX Runtime (1.45x with PyTorch), against 1.3x
-(1.1x) for one process (``benchmarks/speed.py``). Probabilities are those of one thread (within
-3e-7 of two threads').
+PNGs end to end at 1.79x the release's loop with ONNX Runtime (1.49x with PyTorch), against
+1.33x (1.27x) for one process (``benchmarks/speed.py``; docs/speed_run_cpu.txt). Probabilities are
+those of one thread (within 3e-7 of two threads').
 
 The processes are started by ``spawn`` (a forked copy of a process whose math libraries already
 run threads can hang), all at once when the :class:`ReplicaPool` is made; they hold the model's
