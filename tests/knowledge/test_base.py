@@ -153,3 +153,17 @@ def test_a_name_described_twice_keeps_both_descriptions(tmp_path) -> None:
     (tmp_path / "bad.yaml").write_text("a: [first, '']\n")
     with pytest.raises(KnowledgeBaseFileError, match="bad.yaml: the description of 'a' is empty"):
         read_descriptions(tmp_path / "bad.yaml")
+
+
+def test_a_query_set_cut_to_some_entities() -> None:
+    from medklip.errors import KnowledgeBaseFileError
+
+    kb = KnowledgeBase.default()
+    cut = kb.with_queries(["pneumothorax", "Effusion"])  # any order and case: the base's order is kept
+    assert [e.name for e in cut.pretraining_entities] == ["effusion", "pneumothorax"]
+    assert len(cut.entities) == len(kb.entities) and cut.description("atelectasis") == kb.description("atelectasis")
+    assert not cut.entity("atelectasis").pretraining  # still queryable, by description
+    with pytest.raises(KnowledgeBaseFileError, match="not pre-training entities of this knowledge base: covid-19"):
+        KnowledgeBase.extended().with_queries(["effusion", "covid-19"])
+    with pytest.raises(KnowledgeBaseFileError, match="at least one entity"):
+        kb.with_queries([])

@@ -263,3 +263,22 @@ def test_a_bf16_autocast_step_on_cpu_is_finite_and_close_to_fp32() -> None:
     assert all(np.isfinite(v) for v in losses) and abs(losses[1] - losses[0]) < 0.05 * abs(losses[0])
     # 0.89 measured here; unrelated gradients would give about 0
     assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.7
+
+
+def test_reported_entities_are_the_query_set(tmp_path) -> None:
+    """``text.entities: reported``: the model's queries are the pre-training entities some training
+    report mentions (present, absent or uncertain), in the knowledge base's order."""
+    from medklip.data.manifest import read_manifest
+    from medklip.knowledge import KnowledgeBase
+    from medklip.reports import ReportFilter
+
+    run = pretrain(tiny(tmp_path, "r", "run.max_steps=2", "text.entities=reported"), progress=False)
+    model = MedKLIP.from_pretrained(run.last_model)
+    rows, _ = read_manifest(tmp_path / "world" / "manifest.jsonl")
+    rf = ReportFilter()
+    said = {t.entity for r in rows if r.split == "train" for t in rf.extract(r.report or "")}
+    names = [e.name for e in KnowledgeBase.default().pretraining_entities]
+    assert model.entity_names == [n for n in names if n in said]
+    assert 10 < len(model.entity_names) < 75
+    with pytest.raises(ConfigError, match="text.entities must be one of all, reported"):
+        tiny(tmp_path, "x", "text.entities=seen")

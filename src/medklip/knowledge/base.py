@@ -12,7 +12,7 @@ import difflib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -173,6 +173,22 @@ class KnowledgeBase:
                 logger.info("description of %r overridden", old.name)
             else:
                 entities.append(Entity(name.strip(), first, False, tuple(variants)))
+        return KnowledgeBase(tuple(entities), self.positions, self.position_prompt)
+
+    def with_queries(self, names: Iterable[str]) -> KnowledgeBase:
+        """A new base whose pre-training query set is only ``names`` (kept in this base's query
+        order); the other pre-training entities become inference-only (queried by description)."""
+        given = list(names)
+        keep = {normalize_name(n) for n in given}
+        queries = {normalize_name(e.name) for e in self.pretraining_entities}
+        unknown = [n for n in given if normalize_name(n) not in queries]
+        if unknown:
+            raise KnowledgeBaseFileError(f"not pre-training entities of this knowledge base: {', '.join(unknown)}")
+        if not keep:
+            raise KnowledgeBaseFileError("a query set needs at least one entity")
+        entities = [e for e in self.entities if e.pretraining and normalize_name(e.name) in keep]
+        entities += [replace(e, pretraining=False) for e in self.entities
+                     if not (e.pretraining and normalize_name(e.name) in keep)]
         return KnowledgeBase(tuple(entities), self.positions, self.position_prompt)
 
     # ----------------------------------------------------------------- queries

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from medklip.config_utils import to_dict
@@ -16,8 +18,10 @@ from medklip.data.synthetic.world import WORLD_VERSION
 from medklip.data.transforms import eval_transform, train_transform
 from medklip.errors import ConfigError
 from medklip.knowledge import KnowledgeBase, read_description_variants, resolve_descriptions
+from medklip.labels import UNMENTIONED
 from medklip.models import MedKLIP
 from medklip.reports import ReportFilter
+from medklip.reports.targets import report_targets
 from medklip.train.config import PretrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,11 +77,36 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def reported_entities(rows: Sequence[ManifestRow], kb: KnowledgeBase, report_filter: ReportFilter) -> list[str]:
+    """The pre-training entities of ``kb`` that at least one of ``rows``' reports mentions
+    (present, absent or uncertain), in query order: ``text.entities: reported``."""
+    names = [e.name for e in kb.pretraining_entities]
+    mentioned = np.zeros(len(names), dtype=bool)
+    for r in rows:
+        triplets = r.triplets if r.triplets is not None else report_filter.extract(r.report or "")
+        mentioned |= report_targets(triplets, names, kb.positions).exist != UNMENTIONED
+    return [n for n, m in zip(names, mentioned) if m]
+
+
+def query_knowledge_base(config: PretrainConfig, kb: KnowledgeBase, rows: Sequence[ManifestRow],
+                         report_filter: ReportFilter) -> KnowledgeBase:
+    """``kb`` with the query set ``text.entities`` asks for."""
+    if config.text.entities == "all":
+        return kb
+    names = reported_entities(rows, kb, report_filter)
+    if not names:
+        raise ConfigError("text.entities: reported, but no training report mentions any entity of the knowledge base")
+    logger.info("queries: the %d of %d pre-training entities the training reports mention", len(names),
+                len(kb.pretraining_entities))
+    return kb.with_queries(names)
+
+
 def build_datasets(config: PretrainConfig, rows: dict[str, list[ManifestRow]], kb: KnowledgeBase,
-                   entity_names: list[str]) -> tuple[PretrainDataset, PretrainDataset | None]:
+                   entity_names: list[str], report_filter: ReportFilter | None = None
+                   ) -> tuple[PretrainDataset, PretrainDataset | None]:
     size = config.model.image_size
     cache = ImageCache(config.data.image_cache, config.data.cache_short_side) if config.data.image_cache else None
-    rf = ReportFilter()
+    rf = report_filter or ReportFilter()
     train = PretrainDataset(
         rows["train"], entity_names, kb.positions,
         train_transform(size, (config.data.crop_scale_min, 1.0), config.data.hflip, config.data.randaugment),

@@ -17,6 +17,7 @@ from medklip.data.pretrain import collate_pretrain
 from medklip.errors import ConfigError, ImageReadError
 from medklip.models import MedKLIP, MedKLIPCriterion, pair_counts
 from medklip.progress import Progress
+from medklip.reports import ReportFilter
 from medklip.train import builders
 from medklip.train.checkpoint import rng_state, set_rng_state
 from medklip.train.config import PretrainConfig
@@ -67,6 +68,8 @@ class Pretrainer:
         rows, self.rows_left_out = builders.manifest_rows(cfg, self.out, engine.is_main,
                                                           self.progress and engine.is_main)
         self.unreadable = 0
+        report_filter = ReportFilter()  # one for both: its sentence cache serves the second pass
+        self.kb = builders.query_knowledge_base(cfg, self.kb, rows["train"], report_filter)
         model = builders.build_model(cfg, self.kb)
         variants = builders.description_variants(cfg)
         model.descriptions = builders.model_descriptions(variants, self.kb)
@@ -77,7 +80,7 @@ class Pretrainer:
         model.training_info = builders.training_record(cfg)
         if engine.is_main:
             save_config(cfg, self.out / "config.yaml")
-        self.train_set, self.val_set = builders.build_datasets(cfg, rows, self.kb, model.entity_names)
+        self.train_set, self.val_set = builders.build_datasets(cfg, rows, self.kb, model.entity_names, report_filter)
         self.medklip = model
         self.model, self.ddp = engine.prepare(model.to(memory_format=torch.channels_last), cfg.run.sync_bn)
         o = cfg.optim
