@@ -52,6 +52,11 @@ def test_model_processes_give_the_single_process_predictions(images, minilm, tmp
         next(left)
         left.close()  # a consumer that stops early: its batches in flight must not reach the next run
         after = predictor.predict(inputs[:2], names, batch_size=1)
+        abandoned = predictor.iter_predict(inputs[5:], names, batch_size=1)
+        next(abandoned)  # left unread, not closed: the next run must not read its batches
+        later = predictor.predict(inputs[:2], names, batch_size=1)
+        with pytest.raises(MedKLIPError, match="superseded by a later one"):
+            next(abandoned)
     finally:
         predictor.close()
     assert [r.image for r in two] == [str(p) for p in inputs]
@@ -64,6 +69,8 @@ def test_model_processes_give_the_single_process_predictions(images, minilm, tmp
     assert _differences(one[:2], again, names)[0] <= TOLERANCE
     assert [r.image for r in after] == [str(p) for p in inputs[:2]]
     assert _differences(one[:2], after, names)[0] <= TOLERANCE
+    assert [r.image for r in later] == [str(p) for p in inputs[:2]]
+    assert _differences(one[:2], later, names)[0] <= TOLERANCE
     # negative control: results one image out of place would be far outside the tolerance
     shifted = [r for r in two if r.error is None][1:]
     assert _differences([r for r in one if r.error is None][:-1], shifted, names)[0] > 100 * TOLERANCE

@@ -70,15 +70,16 @@ def predict_batch(backend: TorchBackend | OnnxBackend, paths: Sequence[str], sta
 
 
 def _serve(model: MedKLIP, backend_name: str, precision: str, threads: int, tasks: Any, results: Any) -> None:
-    """A model process: build the backend, then answer batches until told to stop (``None``).
-    An exception is sent back in the batch's place (the parent raises it)."""
+    """A model process: build the backend, then answer ``(run, batch...)`` tasks until told to stop
+    (``None``). An exception is sent back in the batch's place (the parent raises it)."""
     torch.set_num_threads(threads)
     backend = make_backend(backend_name, model, precision, threads=threads)
     while (task := tasks.get()) is not None:
+        run, *batch = task
         try:
-            results.put(("ok", predict_batch(backend, *task)))
+            results.put((run, "ok", predict_batch(backend, *batch)))
         except Exception as err:  # noqa: BLE001 - handed to the parent, which raises it
-            results.put(("error", err))
+            results.put((run, "error", err))
 
 
 class ReplicaPool:
@@ -110,39 +111,48 @@ class ReplicaPool:
             for k, (t, r) in enumerate(zip(self._tasks, self._results))]
         for proc in self._procs:
             proc.start()
+        self._runs = 0
+        """How many runs have started; only the latest may read results."""
         logger.info("%d model processes (%s, %d thread%s each)", processes, backend, self.threads,
                     "" if self.threads == 1 else "s")
 
     def run(self, images: Sequence[str | Path], preprocess: Preprocess, queries: torch.Tensor, batch_size: int,
             heatmaps: bool, keep_display: bool = False) -> Iterator[BatchResult]:
         """Batches of ``images`` in input order, at most two per process in flight (memory stays
-        flat over long inputs). Not re-entrant: one ``run`` at a time."""
+        flat over long inputs). One run at a time: a new run supersedes an unfinished one (its
+        results in flight are dropped; reading it further raises :class:`MedKLIPError`)."""
         if not self._procs:
             raise MedKLIPError("the model processes were stopped (close()); make a new pool")
+        self._runs += 1
+        run = self._runs
         paths = [str(p) for p in images]
         size = max(1, batch_size)
         pending: deque[int] = deque()  # the process of each batch in flight, in input order
         try:
             for k, start in enumerate(range(0, len(paths), size)):
                 owner = k % self.processes
-                self._tasks[owner].put((paths[start:start + size], start, preprocess, queries, heatmaps,
+                self._tasks[owner].put((run, paths[start:start + size], start, preprocess, queries, heatmaps,
                                         keep_display))
                 pending.append(owner)
                 if len(pending) >= 2 * self.processes:
-                    yield self._result(pending.popleft())
+                    yield self._result(pending.popleft(), run)
             while pending:
-                yield self._result(pending.popleft())
-        finally:  # a run left early (an error, a consumer that stopped): collect what is still in flight,
-            while pending:  # so that the next run's results are its own
+                yield self._result(pending.popleft(), run)
+        finally:  # a run closed early (an error, a consumer that stopped): collect what is still in flight
+            while pending and run == self._runs:  # (a superseded run's are dropped by the next run)
                 try:
-                    self._result(pending.popleft())
+                    self._result(pending.popleft(), run)
                 except Exception:  # noqa: BLE001, S112 - the run is over; its later batches do not matter
                     continue
 
-    def _result(self, owner: int) -> BatchResult:
+    def _result(self, owner: int, run: int) -> BatchResult:
+        """The next result of ``run`` from process ``owner`` (results of earlier runs are dropped)."""
+        if run != self._runs:
+            raise MedKLIPError("this prediction was superseded by a later one on the same Predictor; its model "
+                               "processes predict one input list at a time")
         while True:
             try:
-                status, value = self._results[owner].get(timeout=POLL_SECONDS)
+                origin, status, value = self._results[owner].get(timeout=POLL_SECONDS)
             except queue.Empty:
                 proc = self._procs[owner]
                 if not proc.is_alive():
@@ -150,6 +160,8 @@ class ReplicaPool:
                         f"model process {owner} ended unexpectedly (exit code {proc.exitcode}; out of memory? each "
                         "process holds its batches' decoded images): try fewer processes or a smaller batch size"
                     ) from None
+                continue
+            if origin != run:  # left unread by a run that was abandoned without being closed
                 continue
             if status == "error":
                 raise value
