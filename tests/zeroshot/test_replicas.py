@@ -119,3 +119,9 @@ def test_a_failing_batch_is_raised_and_a_dead_process_is_named(images, minilm) -
             list(pool.run(images[:4], preprocess, good, 2, heatmaps=False))
     finally:
         pool.close()
+    broken = ReplicaPool(model, "no-such-backend", "fp32", 2)  # fails inside the processes, not before
+    try:
+        with pytest.raises(MedKLIPError, match="could not build the no-such-backend backend: unknown backend"):
+            list(broken.run(images[:2], preprocess, good, 2, heatmaps=False))
+    finally:
+        broken.close()

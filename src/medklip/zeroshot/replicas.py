@@ -73,10 +73,16 @@ def _serve(model: MedKLIP, backend_name: str, precision: str, threads: int, task
     """A model process: build the backend, then answer ``(run, batch...)`` tasks until told to stop
     (``None``). An exception is sent back in the batch's place (the parent raises it)."""
     torch.set_num_threads(threads)
-    backend = make_backend(backend_name, model, precision, threads=threads)
+    try:
+        backend: TorchBackend | OnnxBackend | None = make_backend(backend_name, model, precision, threads=threads)
+        failed: Exception | None = None
+    except Exception as err:  # noqa: BLE001 - e.g. a backend that is not installed: each batch reports it
+        backend, failed = None, err
     while (task := tasks.get()) is not None:
         run, *batch = task
         try:
+            if backend is None:
+                raise MedKLIPError(f"the model process could not build the {backend_name} backend: {failed}")
             results.put((run, "ok", predict_batch(backend, *batch)))
         except Exception as err:  # noqa: BLE001 - handed to the parent, which raises it
             results.put((run, "error", err))
