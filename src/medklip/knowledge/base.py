@@ -186,10 +186,9 @@ class KnowledgeBase:
             raise KnowledgeBaseFileError(f"not pre-training entities of this knowledge base: {', '.join(unknown)}")
         if not keep:
             raise KnowledgeBaseFileError("a query set needs at least one entity")
-        entities = [e for e in self.entities if e.pretraining and normalize_name(e.name) in keep]
-        entities += [replace(e, pretraining=False) for e in self.entities
-                     if not (e.pretraining and normalize_name(e.name) in keep)]
-        return KnowledgeBase(tuple(entities), self.positions, self.position_prompt)
+        chosen = [e for e in self.pretraining_entities if normalize_name(e.name) in keep]
+        rest = [replace(e, pretraining=False) for e in self.entities if e not in chosen]
+        return KnowledgeBase(tuple(chosen + rest), self.positions, self.position_prompt)
 
     # ----------------------------------------------------------------- queries
     @property

@@ -25,7 +25,7 @@ from medklip.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from medklip.zeroshot.backends import make_backend, resolve_precision
 from medklip.zeroshot.loading import iter_batches
 from medklip.zeroshot.queries import ENSEMBLES, QuerySet
-from medklip.zeroshot.replicas import BatchResult, ReplicaPool
+from medklip.zeroshot.replicas import BatchResult, ReplicaPool, model_outputs, require_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ class Predictor:
         self.backend = make_backend(backend, self.model, self.precision)
         if processes < 1:
             raise MedKLIPError(f"processes must be at least 1, got {processes}")
-        if processes > 1 and self.device.type != "cpu":
-            raise MedKLIPError(f"several model processes are for the CPU; on {self.device.type} use processes=1")
+        if processes > 1:
+            require_cpu(self.device)  # now, not at the first prediction
         self.processes, self._backend_name = processes, backend
         self._pool: ReplicaPool | None = None
         self.variants = self.model.preprocess_cfg.profile not in RELEASE_PROFILES if variants is None else variants
@@ -358,9 +358,7 @@ class Predictor:
             yield from self._pool.run(images, self.preprocess, queries, batch_size, heatmaps, keep_display)
             return
         for batch in iter_batches(images, self.preprocess, batch_size, self.workers, keep_display):
-            good = batch.good
-            probs, maps = self.backend(batch.stack(), queries, heatmaps) if good else (None, None)
-            yield batch, probs, maps
+            yield model_outputs(self.backend, batch, queries, heatmaps)
 
     def close(self) -> None:
         """Stop the model processes (``processes`` > 1); a later prediction starts them again."""

@@ -59,14 +59,28 @@ def threads_per_process(processes: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, processes))
 
 
+def require_cpu(device: torch.device) -> None:
+    """Several model processes share the CPU's cores; on a GPU one process drives the device."""
+    if device.type != "cpu":
+        raise MedKLIPError(f"several model processes are for the CPU; on {device.type} use one (processes=1) "
+                           "with decoding workers")
+
+
+def model_outputs(backend: TorchBackend | OnnxBackend, batch: Batch, queries: torch.Tensor,
+                  heatmaps: bool) -> BatchResult:
+    """``batch`` with the backend's ``(probs, heatmaps)`` for its readable images (None, None when
+    there are none)."""
+    probs, maps = backend(batch.stack(), queries, heatmaps) if batch.good else (None, None)
+    return batch, probs, maps
+
+
 def predict_batch(backend: TorchBackend | OnnxBackend, paths: Sequence[str], start: int, preprocess: Preprocess,
                   queries: torch.Tensor, heatmaps: bool, keep_display: bool) -> BatchResult:
     """One batch: decode, run the model; the batch comes back without its tensors."""
-    batch = load_batch(paths, start, preprocess, keep_display)
-    probs, maps = backend(batch.stack(), queries, heatmaps) if batch.good else (None, None)
-    for item in batch.items:
+    result = model_outputs(backend, load_batch(paths, start, preprocess, keep_display), queries, heatmaps)
+    for item in result[0].items:
         item.tensor = None
-    return batch, probs, maps
+    return result
 
 
 def _serve(model: MedKLIP, backend_name: str, precision: str, threads: int, tasks: Any, results: Any) -> None:
@@ -102,9 +116,7 @@ class ReplicaPool:
     def __init__(self, model: MedKLIP, backend: str, precision: str, processes: int, threads: int | None = None) -> None:
         if processes < 2:
             raise MedKLIPError(f"a replica pool needs at least 2 processes, got {processes}")
-        if next(model.parameters()).device.type != "cpu":
-            raise MedKLIPError("several model processes are for the CPU; on a GPU use one (processes=1) "
-                               "with decoding workers")
+        require_cpu(next(model.parameters()).device)
         self.processes = processes
         self.threads = threads or threads_per_process(processes)
         model.share_memory()
