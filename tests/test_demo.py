@@ -22,9 +22,10 @@ SEEN_AUC_BAR = 0.72
 POINTING_RATIO_BAR = 1.45
 """Pointing game (release rule) over a random patch's: 0.27 below the matrix minimum (1.72x, seed 2
 on a simulated AVX2 CPU; the other 12 cells 2.05x-4.20x). A model whose heatmaps do not ground
-sits near 1x. Control (2026-12-05, the earlier profile): one epoch at the schedule's floor lr 1e-5
+sits near 1x. Control (2026-12-05, this profile): one epoch at the schedule's floor lr 1e-5
 (`medklip demo --quick --set optim.lr=1e-12 --set optim.epochs=1`) fails the AUC bar (seen AUC
-0.434) but not this one (1.47x): such a model is caught by the AUC bar, not by this one alone."""
+0.424; 0.434 with the earlier profile) but not this one (1.49x; 1.47x): such a model is caught by
+the AUC bar, not by this one alone."""
 # Not asserted: covid-19 found better by its description than by its name. The quick profile does on
 # 11 of 13 cells (docs/demo_matrix.md: from -0.03 to +0.34); the default profile does on every cell
 # measured (README), and the README reports it from there.
