@@ -35,6 +35,7 @@ import torch
 
 from medklip import MedKLIP, MedKLIPConfig
 from medklip.models import MedKLIPCriterion
+from medklip.train.builders import adamw
 
 PEAK_BF16_TFLOPS = {"H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0,
                     "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -116,8 +117,7 @@ def make_step(model: MedKLIP, sizes: Sizes, device: torch.device, *, release: bo
     else:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-        fused = device.type == "cuda"
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.02, fused=fused, foreach=not fused)
+        opt = adamw(model.parameters(), 1e-4, device, weight_decay=0.02)  # the trainer's optimiser
         forward = torch.compile(model) if compiled else model
 
     def step() -> None:

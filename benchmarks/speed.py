@@ -206,7 +206,7 @@ def training_step(steps: int) -> None:
 
     base, ours = rate(release=True), rate(release=False)
     row("training step, batch 8, 224 px, ResNet-50 (CPU)", "release step", base, ours,
-        "(channels_last, fused attention, foreach AdamW, no per-step sync)")
+        "(channels_last, fused attention, fused AdamW, no per-step sync)")
     if "bf16" in PRECISIONS_TO_TIME:
         row("training step, bf16 autocast", "release step (fp32)", base, rate(release=False, bf16=True))
 

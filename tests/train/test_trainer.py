@@ -282,3 +282,46 @@ def test_reported_entities_are_the_query_set(tmp_path) -> None:
     assert 10 < len(model.entity_names) < 75
     with pytest.raises(ConfigError, match="text.entities must be one of all, reported"):
         tiny(tmp_path, "x", "text.entities=seen")
+
+
+def test_the_optimiser_is_adamw_with_decay_on_weights_only() -> None:
+    """One step of the trainer's optimiser (fused kernel) equals PyTorch's reference for-loop AdamW
+    with weight decay on matrices / kernels and none on biases and normalisation weights. Controls:
+    decay on every parameter, or none, moves a parameter by > 1e-6 (the decay term alone is
+    lr * wd * |w| ~ 1e-6 per unit weight here, so weights are scaled up to make it visible)."""
+    from medklip.train.builders import build_optimizer
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 2))
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(50.0)
+        return m
+
+    cfg = load_config(PretrainConfig, builtin_config("demo-quick"), ["optim.lr=0.01", "optim.weight_decay=0.1"])
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+
+    def one_step(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+        for _ in range(2):
+            model(x).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+        return [p.detach().clone() for p in model.parameters()]
+
+    ours_model = net()
+    ours_opt = build_optimizer(ours_model, cfg)
+    assert ours_opt.defaults["fused"] is True
+    ours = one_step(ours_model, ours_opt)
+
+    def reference(decay_of) -> list[torch.Tensor]:
+        model = net()
+        groups = [{"params": [p], "weight_decay": decay_of(p)} for p in model.parameters()]
+        return one_step(model, torch.optim.AdamW(groups, lr=0.01, foreach=False))
+
+    expected = reference(lambda p: 0.1 if p.ndim > 1 else 0.0)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    for wrong in (lambda p: 0.1, lambda p: 0.0):
+        got = reference(wrong)
+        assert max(float((a - b).abs().max()) for a, b in zip(ours, got)) > 1e-6
