@@ -103,8 +103,9 @@ def time_steps(step: Callable[[], None], steps: int, device: torch.device, warmu
 
 
 def make_step(model: MedKLIP, sizes: Sizes, device: torch.device, *, release: bool, bf16: bool = False,
-              compiled: bool = False) -> Callable[[], None]:
-    """One optimiser step on a fixed random batch, the release's way or medklip's."""
+              compiled: bool = False, foreach: bool = False) -> Callable[[], None]:
+    """One optimiser step on a fixed random batch, the release's way or medklip's (``foreach``:
+    medklip's step with the multi-tensor AdamW it used before the fused one)."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(sizes.batch, 3, sizes.image_size, sizes.image_size, generator=gen).to(device)
     labels = torch.randint(-1, 3, (sizes.batch, 75), generator=gen).to(device)
@@ -117,7 +118,8 @@ def make_step(model: MedKLIP, sizes: Sizes, device: torch.device, *, release: bo
     else:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-        opt = adamw(model.parameters(), 1e-4, device, weight_decay=0.02)  # the trainer's optimiser
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.02, foreach=True) if foreach \
+            else adamw(model.parameters(), 1e-4, device, weight_decay=0.02)  # the trainer's optimiser
         forward = torch.compile(model) if compiled else model
 
     def step() -> None:
