@@ -2,7 +2,7 @@
 medklip's, with the multi-tensor and the fused AdamW, alternating in one process (batch 8,
 ResNet-50 to layer3, 224 px, the steps of ``benchmarks/gpu.py``), medians of the timed rounds.
 
-``--keep-memory`` raises glibc's mmap and trim thresholds to 1 GiB after the first round (freed
+``--keep-memory`` raises glibc's mmap and trim thresholds to 1 GiB after the warm-up step (freed
 memory stays in the process instead of being returned to the system and faulted in again at the
 next step) for every step alike, and prints the minor page faults and system time per step.
 

@@ -202,6 +202,6 @@ def build_optimizer(model: torch.nn.Module, config: PretrainConfig,
 def adamw(params, lr: float, device: torch.device, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """AdamW with PyTorch's fused kernel, on a GPU and on a CPU (one kernel per parameter instead
     of a chain of multi-tensor ops: the ResNet-50 pre-training step 2.5% faster on a 2-core CPU than
-    with ``foreach``, benchmarks/speed.py); another device gets the multi-tensor one."""
+    with ``foreach``, benchmarks/training_levers.py); another device gets the multi-tensor one."""
     fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused, foreach=None if fused else True)
