@@ -216,6 +216,38 @@ def test_description_variants_train_resume_and_travel_with_the_model(tmp_path) -
     assert predictor.knowledge.texts("covid-19") == variants["covid-19"]
 
 
+def test_best_holds_the_lowest_validation_loss_or_the_final_model(tmp_path, monkeypatch) -> None:
+    """``run.select_model``: ``validation-loss`` keeps the epoch whose validation loss is lowest
+    (here the second of three), ``final`` the last step's model (the release's checkpoint_final)."""
+    from safetensors.torch import load_file
+
+    from medklip.train.trainer import Pretrainer
+
+    def weights(folder: Path) -> dict[str, torch.Tensor]:
+        return load_file(folder / "model.safetensors")
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    scripted = {"val": [0.5, 0.3, 0.4]}
+    monkeypatch.setattr(Pretrainer, "validate", lambda self: scripted["val"][self.epoch])
+    runs = {sel: pretrain(tiny(tmp_path, sel, "optim.epochs=3", f"run.select_model={sel}"), progress=False)
+            for sel in ("validation-loss", "final")}
+    two_epochs = pretrain(tiny(tmp_path, "two", "optim.epochs=3", "run.max_steps=12"), progress=False)
+    by_loss, final = runs["validation-loss"], runs["final"]
+    assert by_loss.best_val_loss == final.best_val_loss == 0.3
+    assert same(weights(by_loss.last_model), weights(final.last_model))  # the selection changes no training
+    assert same(weights(by_loss.best_model), weights(two_epochs.last_model))  # the end of epoch 2
+    assert not same(weights(by_loss.best_model), weights(by_loss.last_model))
+    assert same(weights(final.best_model), weights(final.last_model))
+    # a final-model run in a folder that an earlier run left a best/ in replaces it
+    again = pretrain(tiny(tmp_path, "validation-loss", "optim.epochs=3", "optim.lr=0.001", "run.select_model=final"),
+                     progress=False)
+    assert same(weights(again.best_model), weights(again.last_model))
+    with pytest.raises(ConfigError, match="run.select_model"):
+        tiny(tmp_path, "bad", "run.select_model=best")
+
+
 def test_position_loss_weight_zero_trains_existence_only(tmp_path) -> None:
     run = pretrain(tiny(tmp_path, "p", "run.max_steps=2", "optim.position_loss_weight=0"), progress=False)
     with (run.output / "train_log.csv").open() as f:

@@ -61,6 +61,7 @@ class OptimConfig:
 
 
 ENTITY_SETS = ("all", "reported")
+MODEL_SELECTIONS = ("validation-loss", "final")
 
 
 @dataclass
@@ -106,6 +107,11 @@ class RunConfig:
     """SyncBatchNorm under DDP, so N processes compute what one process would."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (smoke tests)."""
+    select_model: str = "validation-loss"
+    """What ``best/`` holds: the model of the epoch with the lowest validation loss
+    (``validation-loss``) or the final model (``final``; what the release ships, its
+    ``checkpoint_final.pth``: its pre-training logs the validation loss and keeps the last
+    epoch). With a validation split too small to rank epochs, the lowest loss picks by noise."""
     dropout_per_sample: bool = False
     """Draw each image's dropout masks from its own seed (run seed, epoch, dataset index) instead of
     the process's random stream: the same run on N processes (DDP) then trains what it trains on
@@ -116,6 +122,8 @@ class RunConfig:
         require(self.save_every_steps >= 1 and self.log_every_steps >= 1,
                 "run.save_every_steps and run.log_every_steps must be >= 1")
         require(self.max_steps is None or self.max_steps >= 1, "run.max_steps must be >= 1 (or null)")
+        require(self.select_model in MODEL_SELECTIONS,
+                f"run.select_model must be one of {', '.join(MODEL_SELECTIONS)}, got {self.select_model!r}")
 
 
 @dataclass

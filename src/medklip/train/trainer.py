@@ -33,6 +33,7 @@ LOG_FIELDS = ["step", "epoch", "lr", "loss", "existence", "position", "images_pe
 class PretrainResult:
     output: Path
     best_model: Path
+    """The model ``run.select_model`` keeps: lowest validation loss, or the final model."""
     last_model: Path
     steps: int
     losses: list[float]
@@ -255,7 +256,7 @@ class Pretrainer:
         best, last = self.out / "best", self.out / "last"
         if self.engine.is_main:
             self.medklip.save_pretrained(last)
-            if not (best / "config.json").is_file():
+            if cfg.run.select_model == "final" or not (best / "config.json").is_file():
                 self.medklip.save_pretrained(best)
         return PretrainResult(self.out, best, last, self.step, losses, self.best_val, self.rows_left_out,
                               self.unreadable)
@@ -266,7 +267,7 @@ class Pretrainer:
         self.micro_done = 0
         if val is not None and (self.best_val is None or val < self.best_val):
             self.best_val = val
-            if self.engine.is_main:
+            if self.engine.is_main and self.config.run.select_model == "validation-loss":
                 self.medklip.save_pretrained(self.out / "best")
         logs.log({"step": self.step, "epoch": self.epoch, "lr": "", "loss": "", "existence": "", "position": "",
                   "images_per_s": "", "val_loss": "" if val is None else val}, {} if val is None else {"val/loss": val})

@@ -84,14 +84,17 @@ class Canvas:
         self.x = xr / patient.scale + 0.5
         self.y = yr / patient.scale + 0.5
         self.pixel = 1.0 / (size * patient.scale)  # one pixel in anatomical units
+        self._domes: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- anatomy regions
     def dome(self, side: str) -> np.ndarray:
-        """y of the hemidiaphragm under each x (a parabola per side)."""
-        p = self.patient
-        top = p.dome_right if side == "right" else p.dome_left
-        center = 0.32 if side == "right" else 0.68
-        return top + 3.0 * (self.x - center) ** 2
+        """y of the hemidiaphragm under each x (a parabola per side; computed once per side)."""
+        if side not in self._domes:
+            p = self.patient
+            top = p.dome_right if side == "right" else p.dome_left
+            center = 0.32 if side == "right" else 0.68
+            self._domes[side] = top + 3.0 * (self.x - center) ** 2
+        return self._domes[side]
 
     def lung_field(self, side: str) -> np.ndarray:
         """Signed distance-like field: < 0 inside the lung."""
@@ -122,10 +125,11 @@ def render_anatomy(canvas: Canvas, rng: np.random.Generator) -> dict[str, np.nda
     p, s = canvas.patient, canvas.size
     x, y = canvas.x, canvas.y
     px = canvas.pixel
-    density = 0.08 + 0.42 * soft(canvas.body_field(), 0.02)
+    body = soft(canvas.body_field(), 0.02)
+    density = 0.08 + 0.42 * body
     # abdomen below the domes
     below = y - np.where(x < 0.5, canvas.dome("right"), canvas.dome("left"))
-    density += 0.12 * soft(-below, 0.02) * soft(canvas.body_field(), 0.02)
+    density += 0.12 * soft(-below, 0.02) * body
     lungs = {side: soft(canvas.lung_field(side), 0.06) for side in ("right", "left")}
     lung = np.clip(lungs["right"] + lungs["left"], 0, 1)
     texture = 0.5 * smooth_noise(rng, s, 6) + 0.5 * smooth_noise(rng, s, 14)
@@ -144,13 +148,17 @@ def render_anatomy(canvas: Canvas, rng: np.random.Generator) -> dict[str, np.nda
     density -= 0.18 * trachea
     density += 0.06 * soft(np.abs(x - 0.5) - 0.03, 0.01) * (y > 0.05)
     # ribs: posterior arcs on each side; clavicles
+    # (the terms that do not change with the rib are computed once: the same arithmetic, in the same
+    # order, as one expression per rib, so the pixels are identical)
     ribs = np.zeros_like(density)
+    dx = x - 0.5
+    bow = 0.9 * dx ** 2
     for sign in (-1, 1):  # right, left
+        tilt = 0.05 * sign * dx
+        mask = (sign * dx > 0.02) & (sign * dx < 0.43)
         for k in range(9):
             y0 = 0.17 + k * 0.062
-            curve = y0 + 0.9 * (x - 0.5) ** 2 - 0.05 * sign * (x - 0.5)
-            band = np.abs(y - curve) - 0.011
-            mask = (sign * (x - 0.5) > 0.02) & (sign * (x - 0.5) < 0.43)
+            band = np.abs(y - (y0 + bow - tilt)) - 0.011
             ribs = np.maximum(ribs, soft(band, 3 * px) * mask)
     for sign in (-1, 1):
         t = np.clip(sign * (x - 0.5) / 0.32, 0, 1)
