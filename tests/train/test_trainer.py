@@ -231,9 +231,10 @@ def test_best_holds_the_lowest_validation_loss_or_the_final_model(tmp_path, monk
 
     scripted = {"val": [0.5, 0.3, 0.4]}
     monkeypatch.setattr(Pretrainer, "validate", lambda self: scripted["val"][self.epoch])
-    runs = {sel: pretrain(tiny(tmp_path, sel, "optim.epochs=3", f"run.select_model={sel}"), progress=False)
+    small = ("data.world.train=16", "optim.epochs=3")  # 2 steps per epoch
+    runs = {sel: pretrain(tiny(tmp_path, sel, *small, f"run.select_model={sel}"), progress=False)
             for sel in ("validation-loss", "final")}
-    two_epochs = pretrain(tiny(tmp_path, "two", "optim.epochs=3", "run.max_steps=12"), progress=False)
+    two_epochs = pretrain(tiny(tmp_path, "two", *small, "run.max_steps=4"), progress=False)
     by_loss, final = runs["validation-loss"], runs["final"]
     assert by_loss.best_val_loss == final.best_val_loss == 0.3
     assert same(weights(by_loss.last_model), weights(final.last_model))  # the selection changes no training
@@ -241,7 +242,7 @@ def test_best_holds_the_lowest_validation_loss_or_the_final_model(tmp_path, monk
     assert not same(weights(by_loss.best_model), weights(by_loss.last_model))
     assert same(weights(final.best_model), weights(final.last_model))
     # a final-model run in a folder that an earlier run left a best/ in replaces it
-    again = pretrain(tiny(tmp_path, "validation-loss", "optim.epochs=3", "optim.lr=0.001", "run.select_model=final"),
+    again = pretrain(tiny(tmp_path, "validation-loss", *small, "optim.lr=0.001", "run.select_model=final"),
                      progress=False)
     assert same(weights(again.best_model), weights(again.last_model))
     with pytest.raises(ConfigError, match="run.select_model"):
