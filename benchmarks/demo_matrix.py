@@ -44,6 +44,30 @@ def machine_env(machine: str) -> dict[str, str]:
     return {k: v for k, v in (("ATEN_CPU_CAPABILITY", aten), ("ONEDNN_MAX_CPU_ISA", onednn)) if v}
 
 
+def host_environment() -> dict[str, str]:
+    """The real CPU and the versions that decide a cell's numbers besides the switches: the same
+    seed and switches on another CPU model, or with another numpy / Pillow / torch, train another
+    model (seen: seed 2, native, one thread: seen AUC 0.768 on one 2-core AMD EPYC, 0.858 on
+    another a day later)."""
+    from importlib.metadata import version
+
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "cpu family", "model") and key not in info:
+                info[key] = value
+            elif key == "flags":
+                flags = set(value.split())
+                info["isa"] = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
+                break
+    except OSError:
+        pass
+    cpu = f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}; " \
+          f"{info.get('isa', '?')}; {os.cpu_count()} cores)"
+    return {"cpu": cpu, **{name: version(name) for name in ("torch", "numpy", "pillow")}}
+
+
 def cell_name(seed: int, machine: str, threads: int) -> str:
     return f"seed{seed}-{machine.replace(':', '_')}-t{threads}"
 
@@ -60,7 +84,8 @@ def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, over
     if done.returncode != 0:
         return {"seed": seed, "machine": machine, "threads": threads, "error": done.stderr[-2000:]}
     s = json.loads((folder / "summary.json").read_text())
-    return {"seed": seed, "machine": machine, "threads": threads, "minutes": (time.perf_counter() - start) / 60,
+    return {"seed": seed, "machine": machine, "threads": threads, "host": host_environment(),
+            "minutes": (time.perf_counter() - start) / 60,
             "train_minutes": s["seconds"]["world + pre-training"] / 60,
             **{k: v for k, v in s.items() if not isinstance(v, dict)},
             "pointing_ratio": s["pointing_game"] / s["pointing_game_chance"],
@@ -99,6 +124,10 @@ def table(rows: list[dict], bars: dict[str, float]) -> str:
             low = min(r[key] for r in ok)
             lines.append(f"- {key}: minimum {low:.3f} vs bar {bar} -> {'holds' if low >= bar else 'FAILS'} "
                          f"(margin {low - bar:+.3f})")
+    hosts = sorted({json.dumps(r["host"], sort_keys=True) for r in ok if "host" in r})
+    for host in hosts:
+        h = json.loads(host)
+        lines.append(f"- host: {h['cpu']}; torch {h['torch']}, numpy {h['numpy']}, Pillow {h['pillow']}")
     for r in rows:
         if "error" in r:
             lines.append(f"- FAILED seed {r['seed']} {r['machine']} t{r['threads']}: {r['error'][-300:]}")
