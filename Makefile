@@ -22,7 +22,8 @@ install: $(STAMP)
 # Two pytest processes side by side, each with half the cores as torch threads: the quick demo (one
 # test that trains for minutes) and everything else. On 2 cores, one thread each: about 7 min
 # instead of 10 for one process on two threads (the demo's small convolutions gain 1.8x from a second
-# thread, the rest of the suite less); the demo's output is printed after the rest's.
+# thread, the rest of the suite less); the demo's output is printed after the rest's, with its
+# headline numbers (-rP).
 # TEST_PARALLEL=0 runs one process.
 TEST_PARALLEL ?= 1
 TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
@@ -31,7 +32,7 @@ ifeq ($(TEST_PARALLEL),0)
 	$(BIN)/python -m pytest -q
 else
 	@log=$$(mktemp); \
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q tests/test_demo.py >$$log 2>&1 & demo=$$!; \
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -rP tests/test_demo.py >$$log 2>&1 & demo=$$!; \
 	trap 'kill $$demo 2>/dev/null' INT TERM; \
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q --ignore=tests/test_demo.py; rest=$$?; \
 	wait $$demo; code=$$?; echo "--- tests/test_demo.py (beside the rest):"; cat $$log; rm -f $$log; \

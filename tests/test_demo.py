@@ -76,3 +76,7 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     card = (best / "README.md").read_text()
     assert "synthetic" in card and "not for clinical decisions" in card
     assert "report:" in printed and str(z / "metrics.json") in printed
+    # the headline numbers in the test log (make test shows them: pytest -rP), one more cell of the matrix
+    headline = ("seen_macro_auc", "pointing_game", "pointing_game_chance", "covid-19_auc_by_description",
+                "covid-19_auc_by_name", "dice_best_macro")
+    print("quick demo:", json.dumps({k: round(summary[k], 4) for k in headline}), json.dumps(summary["seconds"]))
