@@ -9,11 +9,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test lint demo demo-quick clean
 
+# torch with pip (it takes the pinned wheels from the machine's local disk); the rest with uv
+# (PyPI), held to the same torch pins: 5 s instead of pip's 43 s on a 2-core machine. Where uv
+# cannot be installed, pip does it all.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	printf '%s\n' $(TORCH_PINS) > $(VENV)/torch-pins.txt
+	if $(BIN)/python -m pip install --quiet uv; then \
+		$(BIN)/uv pip install --quiet --python $(BIN)/python --constraint $(VENV)/torch-pins.txt -e ".[test]"; \
+	else \
+		$(BIN)/python -m pip install --quiet -e ".[test]"; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)
