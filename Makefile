@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 # torch with pip (it takes the pinned wheels from the machine's local disk); the rest with uv
 # (PyPI), held to the same torch pins and byte-compiled as pip does (without the .pyc files a
 # test's child process compiles pydicom as it imports it and its peak memory grows by 14 MiB);
-# about 25 s instead of pip's 43 s on a 2-core machine. Where uv cannot be installed, pip does it all.
+# `make install` about 70 s instead of 92-99 s on a 2-core machine. Where uv cannot be installed,
+# pip does it all.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
