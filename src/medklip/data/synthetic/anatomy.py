@@ -93,7 +93,9 @@ class Canvas:
             p = self.patient
             top = p.dome_right if side == "right" else p.dome_left
             center = 0.32 if side == "right" else 0.68
-            self._domes[side] = top + 3.0 * (self.x - center) ** 2
+            dome = top + 3.0 * (self.x - center) ** 2
+            dome.flags.writeable = False  # shared by every caller: read-only
+            self._domes[side] = dome
         return self._domes[side]
 
     def lung_field(self, side: str) -> np.ndarray:
