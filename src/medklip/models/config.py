@@ -9,6 +9,7 @@ BACKBONE_CHANNELS = {"resnet18": 256, "resnet34": 256, "resnet50": 1024, "resnet
 """Channels of each supported trunk's patch features (after ``layer3`` of a torchvision ResNet;
 ``local``: the small bounded-field CNN of :class:`medklip.models.image_encoder.LocalTrunk`)."""
 INITS = ("release", "scaled-attention")
+QUERY_INITS = ("release", "span")
 FEATURE_STRIDES = (16, 8)
 
 
@@ -34,6 +35,15 @@ class MedKLIPConfig:
     ``scaled-attention``: the same, except the attention query / key projections N(0, 0.1) and the
     patch MLP PyTorch's default (Kaiming-uniform), so that the cross-attention logits start large
     enough for each entity to pool its own patches; a short CPU run learns much faster (README)."""
+    query_init: str = "release"
+    """Initial weights of the query projection (text embedding -> query). ``release``: as ``init``.
+    ``span``: the same weights, projected onto the span of the model's queries at construction
+    (the training descriptions): zero on every text direction outside it. Training never moves
+    those directions far from their start (the gradient lies in the span; only AdamW's per-weight
+    scaling leaks into them), so with the release's init an unseen disease's description is read
+    partly through random weights, a different reading for each seed; with ``span`` it is read
+    through its components along the descriptions the model trained on. The training queries' own
+    projections start the same under both."""
     feature_stride: int = 16
     """Pixels per patch. 16: the release (the trunk's ``layer3`` downsamples, 14 x 14 patches at
     224 px). 8: ``layer3`` keeps the resolution of ``layer2`` (same weights, a grid twice as fine:
@@ -54,6 +64,8 @@ class MedKLIPConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.query_init not in QUERY_INITS:
+            raise ValueError(f"query_init must be one of {', '.join(QUERY_INITS)}, got {self.query_init!r}")
         if self.feature_stride not in FEATURE_STRIDES:
             raise ValueError(f"feature_stride must be one of {FEATURE_STRIDES}, got {self.feature_stride}")
         if self.backbone == "local" and self.backbone_weights:

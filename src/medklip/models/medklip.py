@@ -50,6 +50,19 @@ def scale_attention_init(model: MedKLIP, qk_std: float = 0.1) -> None:
     model.image_encoder.patch_fc2.reset_parameters()
 
 
+@torch.no_grad()
+def restrict_to_query_span(projection: nn.Linear, queries: torch.Tensor) -> None:
+    """The ``span`` query init: ``projection``'s weight ``W`` becomes ``W P``, ``P`` the orthogonal
+    projector onto the row span of ``queries`` ``[Q, text_dim]`` (unchanged on every query, zero on
+    every direction orthogonal to all of them). No queries: left as is."""
+    if queries.shape[0] == 0:
+        return
+    _, singular, vh = torch.linalg.svd(queries.double(), full_matrices=False)
+    basis = vh[singular > singular[0] * 1e-6]  # [rank, text_dim]
+    weight = projection.weight.double()
+    projection.weight.copy_((weight @ basis.T) @ basis)
+
+
 class MedKLIP(nn.Module):
     """MedKLIP (Wu et al., ICCV 2023).
 
@@ -106,6 +119,8 @@ class MedKLIP(nn.Module):
         self.apply(init_weights)
         if config.init == "scaled-attention":
             scale_attention_init(self)
+        if config.query_init == "span":
+            restrict_to_query_span(self.query_projection, self.entity_embeddings)
 
     # ------------------------------------------------------------------ queries
     def _check_embeddings(self, emb: torch.Tensor, what: str, per_image: bool = False) -> torch.Tensor:
