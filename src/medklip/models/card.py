@@ -45,7 +45,7 @@ def model_card(model: MedKLIP) -> str:
                            f"feed-forward {c.dim_feedforward}"),
                 ("queries", f"{len(model.entity_names)} entity descriptions"),
                 ("positions", f"{len(model.position_names)} position prompts"),
-                ("initialisation", c.init)]), "",
+                ("initialisation", c.init if c.query_init == "release" else f"{c.init}, query projection: {c.query_init}")]), "",
         "## Text encoder", "",
         _table([("encoder", text.get("name", "unknown")), ("revision", text.get("revision") or "local files"),
                 ("pooling", text.get("pooling", "cls")),
