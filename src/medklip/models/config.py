@@ -43,7 +43,8 @@ class MedKLIPConfig:
     scaling leaks into them), so with the release's init an unseen disease's description is read
     partly through random weights, a different reading for each seed; with ``span`` it is read
     through its components along the descriptions the model trained on. The training queries' own
-    projections start the same under both."""
+    projections start the same under both (with ``text.description_variants`` the variants'
+    directions outside the first descriptions' span start at zero and are learned from there)."""
     feature_stride: int = 16
     """Pixels per patch. 16: the release (the trunk's ``layer3`` downsamples, 14 x 14 patches at
     224 px). 8: ``layer3`` keeps the resolution of ``layer2`` (same weights, a grid twice as fine:
