@@ -58,14 +58,23 @@ def test_resume_continues_exactly(tmp_path) -> None:
     assert straight.losses[4:] == pytest.approx(second.losses, abs=1e-5)
 
 
-def test_the_demo_trunk_trains_the_same_twice_and_saves_with_the_model(tmp_path) -> None:
-    """The default demo's ``local`` trunk: same config and seed -> the same losses to the bit (the
-    README's "same command, same numbers"), and the saved model rebuilds that trunk."""
-    runs = [pretrain(tiny(tmp_path, name, "model.backbone=local", "run.max_steps=4"), progress=False)
-            for name in ("a", "b")]
-    assert runs[0].losses == runs[1].losses
+def test_the_demo_profile_trains_the_same_twice_and_saves_with_the_model(tmp_path) -> None:
+    """``medklip demo``'s profile (its local trunk, span query init, reported entities, the world's
+    description variants drawn per step; tiny sizes): same config and seed -> the same losses to
+    the bit (the README's "same command, same numbers"), and the saved model rebuilds that trunk."""
+    sizes = [item for item in TINY if not item.startswith("model.backbone")]
+
+    def run(name: str):
+        cfg = load_config(PretrainConfig, builtin_config("demo"), sizes + [
+            f"data.world_dir={tmp_path / 'world'}", f"run.output={tmp_path / name}", "run.max_steps=4"])
+        assert (cfg.model.backbone, cfg.model.query_init, cfg.text.description_variants) == ("local", "span", True)
+        return pretrain(cfg, progress=False)
+
+    runs = [run(name) for name in ("a", "b")]
+    assert runs[0].losses == runs[1].losses and len(runs[0].losses) == 4
     model = MedKLIP.from_pretrained(runs[0].output / "last")
     assert model.config.backbone == "local" and type(model.image_encoder.backbone).__name__ == "LocalTrunk"
+    assert model.config.query_init == "span" and "covid-19" in model.descriptions
 
 
 def test_resume_after_a_crash_never_duplicates_log_rows(tmp_path) -> None:
