@@ -26,7 +26,10 @@ PINS = ["torch==2.14.1", "torchvision==0.29.1"]
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    """Run quietly; on failure raise with the command's last output."""
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}: {(done.stdout + done.stderr)[-2000:]}")
 
 
 def install(method: str, base: Path) -> float:

@@ -33,7 +33,7 @@ def test_pips_settings_become_uvs_options_with_pips_precedence() -> None:
         "--extra-index-url", "file:///opt/pypi/simple", "--extra-index-url", "file:///opt/pypi-more/simple",
         "--find-links", "/opt/wheels",
         "--constraint", "/etc/xdg/pip/constraints.txt",
-        "--index-strategy", "unsafe-best-match",
+        "--index-strategy", "unsafe-first-match",
     ]
 
 
@@ -51,4 +51,4 @@ def test_the_script_prints_this_pips_settings() -> None:
            "PIP_EXTRA_INDEX_URL": "file:///srv/a file:///srv/b", "PIP_FIND_LINKS": "/srv/wheels"}
     out = subprocess.run([sys.executable, str(TOOL)], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["--extra-index-url", "file:///srv/a", "--extra-index-url", "file:///srv/b",
-                           "--find-links", "/srv/wheels", "--index-strategy", "unsafe-best-match"]
+                           "--find-links", "/srv/wheels", "--index-strategy", "unsafe-first-match"]
