@@ -14,8 +14,7 @@ STAMP := $(VENV)/.installed
 # as it imports it and its peak memory grows by 14 MiB), from the sources pip is configured with
 # (tools/uv_sources.py: a local mirror or wheel folder is used, not bypassed). uv unpacks torch and
 # its CUDA libraries faster than pip: with empty caches on a 2-core machine 53 s against 111 s
-# (benchmarks/install_time.py). Where uv
-# cannot be installed or fails, pip does it all.
+# (benchmarks/install_time.py). Where uv cannot be installed or fails, pip does it all.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	printf '%s\n' $(TORCH_PINS) > $(VENV)/torch-pins.txt

@@ -1,9 +1,10 @@
 """Print the ``uv pip install`` options that point uv at the package sources pip is configured with.
 
-``make install`` installs with uv (about twice as fast as pip for torch and its CUDA libraries),
+``make install`` installs with uv (faster than pip, above all for torch and its CUDA libraries),
 but uv does not read pip's configuration. A machine whose pip takes its wheels from a local mirror,
-a wheel folder or a constraint file (``pip config list``, ``PIP_*`` variables) must install the same
-wheels with uv, not download others: this script turns pip's settings into uv's options.
+a wheel folder or a constraint file (``pip config list``, ``PIP_*`` variables) must have uv take
+them from the same places, under the same constraints: this script turns pip's settings into uv's
+options.
 
     uv pip install $(python tools/uv_sources.py) ...
 
