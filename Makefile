@@ -17,10 +17,8 @@ STAMP := $(VENV)/.installed
 # (benchmarks/install_time.py). Where uv cannot be installed or fails, pip does it all.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	printf '%s\n' $(TORCH_PINS) > $(VENV)/torch-pins.txt
 	if $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode \
-			--python $(BIN)/python $$($(BIN)/python tools/uv_sources.py) --constraint $(VENV)/torch-pins.txt \
-			$(TORCH_PINS) -e ".[test]"; then \
+			--python $(BIN)/python $$($(BIN)/python tools/uv_sources.py) $(TORCH_PINS) -e ".[test]"; then \
 		true; \
 	else \
 		echo "uv did not install medklip; installing with pip"; \

@@ -13,9 +13,9 @@ Precedence as in pip: a ``PIP_*`` variable over the config files' ``[install]`` 
 as pip lists them, then the main one) that has a version meeting the requirements
 (``--index-strategy unsafe-first-match``): a local mirror's wheels are used where they suffice,
 the main index only for the rest. pip instead compares every index for the highest version, which
-downloads whatever PyPI has newer: on a 2-core machine with empty caches, `make install` took
-83 s that way and 53 s local-first (pip alone: 111 s) (`benchmarks/install_time.py`). Prints nothing when pip has no
-such settings.
+downloads whatever PyPI has newer: on a 2-core machine with empty caches, `make install` took 83 s
+that way and 53 s local-first (pip alone: 111 s; `benchmarks/install_time.py`). Prints nothing
+when pip has no such settings.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import ast
 import subprocess
 import sys
 
-# pip's key -> uv's option; the first two take several values separated by white space
+# pip's key -> uv's option; each of LIST_OPTIONS takes several values separated by white space
 LIST_OPTIONS = {"extra-index-url": "--extra-index-url", "find-links": "--find-links", "constraint": "--constraint"}
 SINGLE_OPTIONS = {"index-url": "--index-url"}
 TRUE = {"1", "true", "yes", "on"}
