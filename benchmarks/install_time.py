@@ -1,11 +1,11 @@
 """What a newcomer waits for before the first test: `make install` with uv against pip alone.
 
-Times, in fresh virtual environments and with empty package caches (as on a fresh machine), the
-two ways the Makefile can install torch (pinned), medklip and its test extras: one ``uv pip
-install`` from the sources pip is configured with (``tools/uv_sources.py``; what ``make install``
-does) and pip alone (its fallback). Runs the two methods alternately, ``--repeats`` times each,
-and prints each time and the ratio of the medians. Needs a quiet machine and about 7 GB of disk
-per environment (deleted after each run).
+Times, in a fresh clone of this repository's HEAD and with empty package caches (as on a fresh
+machine), the two ways the Makefile can install torch (pinned), medklip and its test extras:
+``make install`` itself (one ``uv pip install`` from the sources pip is configured with) and pip
+alone (the Makefile's fallback branch, run as written there). Runs the two methods alternately,
+``--repeats`` times each, and prints each time and the ratio of the medians. Needs a quiet machine
+and about 7 GB of disk per environment (deleted after each run).
 
     .venv/bin/python benchmarks/install_time.py --repeats 2
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -22,35 +23,33 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PINS = ["torch==2.14.1", "torchvision==0.29.1"]
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
+def run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
     """Run quietly; on failure raise with the command's last output."""
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}: {(done.stdout + done.stderr)[-2000:]}")
 
 
 def install(method: str, base: Path) -> float:
-    """Seconds from `python -m venv` to an environment with everything `make test` needs."""
-    venv, cache = base / "venv", base / "cache"
+    """Seconds from a fresh clone without ``.venv`` to an environment with everything `make test` needs."""
+    clone, cache = base / "main", base / "cache"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     env = {**os.environ, "UV_CACHE_DIR": str(cache), "PIP_CACHE_DIR": str(cache / "pip")}
-    py = str(venv / "bin" / "python")
+    py = str(clone / ".venv" / "bin" / "python")
     start = time.perf_counter()
-    run([sys.executable, "-m", "venv", str(venv)], env)
     if method == "uv":
-        run([py, "-m", "pip", "install", "--quiet", "uv"], env)
-        sources = subprocess.run([py, str(ROOT / "tools" / "uv_sources.py")], check=True, env=env,
-                                 capture_output=True, text=True).stdout.split()
-        run([str(venv / "bin" / "uv"), "pip", "install", "--quiet", "--compile-bytecode", "--python", py, *sources,
-             *PINS, "-e", ".[test]"], env)
-    else:
-        run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], env)
-        run([py, "-m", "pip", "install", "--quiet", *PINS], env)
-        run([py, "-m", "pip", "install", "--quiet", "-e", ".[test]"], env)
+        run(["make", "install"], env, clone)
+    else:  # the Makefile's fallback branch, with the Makefile's torch pins
+        pins = re.search(r"^TORCH_PINS := (.+)$", (clone / "Makefile").read_text(), re.M)
+        assert pins is not None, "Makefile: no TORCH_PINS line"
+        run([sys.executable, "-m", "venv", ".venv"], env, clone)
+        run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], env, clone)
+        run([py, "-m", "pip", "install", "--quiet", *pins.group(1).split()], env, clone)
+        run([py, "-m", "pip", "install", "--quiet", "-e", ".[test]"], env, clone)
     seconds = time.perf_counter() - start
-    run([py, "-c", "import torch, torchvision, medklip, pytest"], env)
+    run([py, "-c", "import torch, torchvision, medklip, pytest"], env, clone)
     return seconds
 
 
