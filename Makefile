@@ -31,24 +31,21 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # pytest exits 5 when it collects no tests: that fails here too (make stops on any non-zero code).
-# Two pytest processes side by side, each with half the cores as torch threads: the quick demo (one
-# test that trains for minutes) and everything else. On 2 cores, one thread each: about 7 min
-# instead of 10 for one process on two threads (the demo's small convolutions gain 1.8x from a second
-# thread, the rest of the suite less); the demo's output is printed after the rest's, with its
-# headline numbers (-rP).
+# pytest-xdist workers, each with its share of the cores as torch threads (2 cores: 2 workers, one
+# thread each). The quick demo (one test that trains for minutes) is collected first
+# (tests/conftest.py), so one worker starts on it at once; `--dist worksteal` lets the others take
+# what is still queued behind it, so the suite ends when the demo and the rest have shared the
+# cores, not when the longer of two fixed halves has run. Its headline numbers close pytest's output.
 # TEST_PARALLEL=0 runs one process.
 TEST_PARALLEL ?= 1
-TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+TEST_WORKERS ?= $(shell n=$(NPROC); w=$$(( n / 2 )); [ $$w -lt 2 ] && w=2; [ $$w -gt 8 ] && w=8; echo $$w)
+TEST_THREADS ?= $(shell t=$$(( $(NPROC) / $(TEST_WORKERS) )); [ $$t -lt 1 ] && t=1; echo $$t)
 test: $(STAMP)
 ifeq ($(TEST_PARALLEL),0)
 	$(BIN)/python -m pytest -q
 else
-	@log=$$(mktemp); \
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -rP tests/test_demo.py >$$log 2>&1 & demo=$$!; \
-	trap 'kill $$demo 2>/dev/null' INT TERM; \
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q --ignore=tests/test_demo.py; rest=$$?; \
-	wait $$demo; code=$$?; echo "--- tests/test_demo.py (beside the rest):"; cat $$log; rm -f $$log; \
-	[ $$rest -eq 0 ] && [ $$code -eq 0 ]
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 endif
 
 lint: $(STAMP)

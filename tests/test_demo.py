@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medklip.cli import main
+from tests.conftest import HEADLINE
 
 # Bars: the minimum over the matrix of docs/demo_matrix.md (seeds x simulated CPUs x threads)
 # less a stated margin, so that another machine's rounding does not cross them while a model that
@@ -37,7 +38,8 @@ release`) passed with +0.152 (it was negative on 3 of 13 cells of the earlier lr
 
 
 @pytest.mark.slow
-def test_demo_quick_profile(tmp_path, capsys) -> None:
+@pytest.mark.minutes
+def test_demo_quick_profile(tmp_path, capsys, record_property) -> None:
     assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "-q"]) == 0
     printed = capsys.readouterr().out
     z = tmp_path / "demo" / "zeroshot"
@@ -83,7 +85,8 @@ def test_demo_quick_profile(tmp_path, capsys) -> None:
     card = (best / "README.md").read_text()
     assert "synthetic" in card and "not for clinical decisions" in card
     assert "report:" in printed and str(z / "metrics.json") in printed
-    # the headline numbers in the test log (make test shows them: pytest -rP), one more cell of the matrix
+    # the headline numbers at the end of pytest's output (tests/conftest.py), one more cell of the matrix
     headline = ("seen_macro_auc", "pointing_game", "pointing_game_chance", "covid-19_auc_by_description",
                 "covid-19_auc_by_name", "dice_best_macro")
-    print("quick demo:", json.dumps({k: round(summary[k], 4) for k in headline}), json.dumps(summary["seconds"]))
+    record_property(HEADLINE, "quick demo " + json.dumps({k: round(summary[k], 4) for k in headline}) + " "
+                    + json.dumps(summary["seconds"]))
