@@ -18,21 +18,21 @@ from tests.conftest import HEADLINE
 # less a stated margin, so that another machine's rounding does not cross them while a model that
 # stopped learning or grounding does.
 SEEN_AUC_BAR = 0.75
-"""Seen macro AUC: 0.055 below the minimum of this profile's matrix (0.805, seed 3 simulated AVX2
-on one thread; 13 cells: 5 seeds, 3 simulated CPUs, 1 and 2 threads, each with its own text
-embeddings; docs/demo_matrix.md). Control: one epoch at lr 1e-12 (`medklip demo --quick --set
+"""Seen macro AUC: 0.075 below the minimum of this profile's matrix (0.825, seed 2 native on one
+thread; 13 cells: 5 seeds, 3 simulated CPUs, 1 and 2 threads, each with its own text embeddings;
+runs/matrix-q6, docs/demo_matrix.md). Control: one epoch at lr 1e-12 (`medklip demo --quick --set
 optim.lr=1e-12 --set optim.epochs=1`) gives 0.482 and fails it (this test with the profile file set so:
 0.480, 1.58x)."""
 POINTING_RATIO_BAR = 2.0
-"""Pointing game (release rule) over a random patch's: the issue's 2x, 0.90 below the matrix
-minimum (2.90x, seed 1 simulated AVX2 on one thread). The same control points at 1.56x a random
+"""Pointing game (release rule) over a random patch's: the issue's 2x, 0.68 below the matrix
+minimum (2.68x, seed 1 simulated AVX2 on one thread). The same control points at 1.56x a random
 patch's rate and fails it: an untrained model is caught by this bar on its own."""
 COVID_MARGIN_BAR = 0.0
 """covid-19 (never in a training report) found better by its descriptions than by its name: AUC by
-description - AUC by name > 0, 0.082 below the matrix minimum (+0.082, seed 1 native on two
-threads; mean +0.24). Negative controls, run as this test: the unseen class's description query
+description - AUC by name > 0, 0.020 below the matrix minimum (+0.020, seed 3 native on one
+thread; mean +0.165). Negative controls, run as this test: the unseen class's description query
 replaced by its name (in `build_prompts`) gives a margin of exactly 0 and fails it while the
-other bars pass (seen AUC 0.900); the control above (0.557 - 0.583) fails the seen-AUC bar
+other bars pass (seen AUC 0.900, on the 8-epoch profile); the control above (0.557 - 0.583) fails the seen-AUC bar
 first. Not caught on the cell this test trains: the release's query init (`model.query_init:
 release`) passed with +0.152 (it was negative on 3 of 13 cells of the earlier lr 3e-4 matrix)."""
 
