@@ -15,15 +15,9 @@ HEADLINE = "headline"
 """``record_property`` name of a line that the terminal summary prints (the quick demo's numbers)."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``minutes`` first: under ``pytest -n N --dist worksteal`` (``make test``) a worker
-    starts on the quick demo at once and the others share the rest of the suite, stealing from its
-    queue; collected last, the demo would start after the rest and add its minutes to the run."""
-    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
-
-
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Print the ``headline`` properties of passed tests (from every xdist worker)."""
+    """Print the ``headline`` properties of passed tests after pytest's summary (make test shows
+    the quick demo's numbers this way)."""
     for report in terminalreporter.stats.get("passed", []):
         for name, value in getattr(report, "user_properties", []):
             if name == HEADLINE:

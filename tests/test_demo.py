@@ -38,7 +38,6 @@ release`) passed with +0.152 (it was negative on 3 of 13 cells of the earlier lr
 
 
 @pytest.mark.slow
-@pytest.mark.minutes
 def test_demo_quick_profile(tmp_path, capsys, record_property) -> None:
     assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "-q"]) == 0
     printed = capsys.readouterr().out
