@@ -35,10 +35,10 @@ install: $(STAMP)
 # test that trains for minutes) followed by the model-process tests, and everything else. On 2
 # cores, one thread each, the two sides take about the same time (instead of 10 min for one process
 # on two threads: the demo's small convolutions gain 1.8x from a second thread, the rest of the suite
-# less). pytest-xdist's work stealing (two workers, the demo collected first) was tried instead and
-# ended later: 513 s from a fresh clone with the 7-epoch demo, against 489 s for two fixed halves
-# with the 8-epoch one (each worker builds the session's fixtures; files split between workers build
-# their module fixtures twice). The demo's headline numbers close its side's output (tests/conftest.py).
+# less). pytest-xdist's work stealing (two workers, the demo collected first) was tried instead:
+# 513 s from a fresh clone against 521 s for these two fixed halves on the same day, within the
+# run-to-run spread, for one more dependency, and each worker builds the session's fixtures (files
+# split between workers build their module fixtures twice). The demo's headline numbers close its side's output (tests/conftest.py).
 # TEST_PARALLEL=0 runs one process.
 TEST_PARALLEL ?= 1
 TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
