@@ -38,7 +38,8 @@ install: $(STAMP)
 # less). pytest-xdist's work stealing (two workers, the demo collected first) was tried instead:
 # 513 s from a fresh clone against 521 s for these two fixed halves on the same day, within the
 # run-to-run spread, for one more dependency, and each worker builds the session's fixtures (files
-# split between workers build their module fixtures twice). The demo's headline numbers close its side's output (tests/conftest.py).
+# split between workers build their module fixtures twice). The demo's headline numbers close its
+# side's output (tests/conftest.py).
 # TEST_PARALLEL=0 runs one process.
 TEST_PARALLEL ?= 1
 TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
