@@ -168,8 +168,8 @@ class Predictor:
             its own batches and runs the model on its share of the cores
             (:class:`~medklip.zeroshot.replicas.ReplicaPool`; 2 on a 2-core CPU: full-size PNGs at
             1.8x the release's loop with ``backend="onnxruntime"``; probabilities are one thread's,
-            within 3e-7). Started (spawned: a calling script needs the ``if __name__ ==
-            "__main__":`` guard) at the first prediction; :meth:`close` stops them.
+            within 3e-7). Started (from a forkserver, or spawned: a calling script needs the
+            ``if __name__ == "__main__":`` guard) at the first prediction; :meth:`close` stops them.
     """
 
     def __init__(self, model: MedKLIP | str | Path, text_encoder: str | None = None,

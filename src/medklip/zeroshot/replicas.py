@@ -9,8 +9,9 @@ PNGs end to end at 1.79x the release's loop with ONNX Runtime (1.49x with PyTorc
 1.33x (1.27x) for one process (``benchmarks/speed.py``; docs/speed_run_cpu.txt). Probabilities are
 those of one thread (within 3e-7 of two threads').
 
-The processes are started by ``spawn`` (a forked copy of a process whose math libraries already
-run threads can hang), all at once when the :class:`ReplicaPool` is made; they hold the model's
+The processes are forked from a ``forkserver`` that imported torch and medklip once and never ran
+them (a fork of a process whose math libraries already run threads can hang; ``spawn`` where the
+platform has no forkserver), all at once when the :class:`ReplicaPool` is made; they hold the model's
 weights in shared memory and build their own backend (ONNX Runtime exports its graph in each, at
 its first batch). Batch k goes to process k mod N and comes back from it, so results are in input
 order and every process gets work from the first batches on.
@@ -102,6 +103,18 @@ def _serve(model: MedKLIP, backend_name: str, precision: str, threads: int, task
             results.put((run, "error", err))
 
 
+def process_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """How model processes start: ``forkserver`` where the platform has it (one server process
+    imports torch and medklip once, then forks each model process from that state, in which no math
+    library has started a thread yet), else ``spawn`` (each process imports everything itself:
+    about 3 s of CPU per process on a 2-core machine)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # no effect once the server runs: same list
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 class ReplicaPool:
     """``processes`` copies of the model on the CPU, fed whole batches in turn.
 
@@ -120,7 +133,7 @@ class ReplicaPool:
         self.processes = processes
         self.threads = threads or threads_per_process(processes)
         model.share_memory()
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         self._tasks = [context.Queue() for _ in range(processes)]
         self._results = [context.Queue() for _ in range(processes)]
         self._procs: list[BaseProcess] = [
