@@ -40,13 +40,20 @@ def config(world, out, *extra) -> FinetuneConfig:
     return load_config(FinetuneConfig, None, [*TINY, f"data.root={world}", f"run.output={out}", *extra])
 
 
+LEARNED = {"classify": 0.8, "grade": 0.8, "segment": 0.98}
+"""The third epoch's training loss over the first's, at most. Measured (3 epochs, native and
+``ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41`` alike to 0.01): classify 0.39, grade 0.39,
+segment 0.953; the same runs at lr 1e-12 (a model that does not learn): 0.999, 0.980, 1.000, so a
+plain "last < first" passed them (the loss moves with the batches' order)."""
+
+
 @pytest.mark.parametrize("task", ["classify", "segment", "grade"])
 def test_each_task_learns_and_writes_its_table(world, tmp_path, task) -> None:
-    cfg = config(world, tmp_path / task, f"task={task}", "optim.epochs=6", "optim.patience=50")
+    cfg = config(world, tmp_path / task, f"task={task}", "optim.epochs=3", "optim.patience=50")
     result = finetune(cfg, progress=False)
-    assert result.losses[-1] < result.losses[0]
+    assert result.losses[-1] <= LEARNED[task] * result.losses[0], result.losses
     metrics = json.loads((tmp_path / task / "metrics.json").read_text())
-    assert metrics["task"] == task and metrics["epochs_run"] == 6 and metrics["train_images"] == 48
+    assert metrics["task"] == task and metrics["epochs_run"] == 3 and metrics["train_images"] == 48
     table = {"classify": "Table 5", "segment": "Table 6", "grade": "Table 7"}[task]
     assert table in (tmp_path / task / "report.md").read_text()
     assert (tmp_path / task / "best" / "model.safetensors").is_file()
@@ -61,7 +68,8 @@ def test_each_task_learns_and_writes_its_table(world, tmp_path, task) -> None:
 def test_early_stopping_stops_after_patience_epochs_without_gain(world, tmp_path) -> None:
     """A learning rate too small to help (only BatchNorm statistics move the validation AUC): the
     run stops at the first epoch that ends ``patience`` epochs without a new best, as its own log
-    of validation AUCs dictates; the same run with patience 50 goes all 10 epochs."""
+    of validation AUCs dictates (epoch 5, measured); the same run with patience 50 goes on to its
+    last epoch (6)."""
     import csv
 
     frozen = ["task=classify", "optim.epochs=10", "optim.lr=1e-12"]
@@ -77,8 +85,8 @@ def test_early_stopping_stops_after_patience_epochs_without_gain(world, tmp_path
     assert len(stopped.losses) == len(val) == expected < 10
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["epochs_run"] == expected
     assert stopped.best_epoch == 1 + max(range(expected), key=lambda i: (val[i], -i))
-    full = finetune(config(world, tmp_path / "b", *frozen, "optim.patience=50"), progress=False)
-    assert len(full.losses) == 10
+    full = finetune(config(world, tmp_path / "b", *frozen, "optim.patience=50", "optim.epochs=6"), progress=False)
+    assert len(full.losses) == 6 > expected
 
 
 def test_fraction_is_stratified_seeded_and_written(world, tmp_path) -> None:
@@ -226,16 +234,13 @@ def straight(world, tmp_path_factory) -> dict:
 
 def test_max_steps_inside_an_epoch_then_resume(world, straight, tmp_path) -> None:
     """``run.max_steps`` stopping inside the first epoch leaves a resumable state; ``--resume``
-    ends bit-identical to the uninterrupted run. (Checked to fail with the epoch restarted from
-    its first batch, and with the epoch's loss so far lost from the checkpoint.)"""
-    stopped = subprocess.run(finetune_command(world, tmp_path, "--set", "run.max_steps=3"), capture_output=True,
-                             text=True, timeout=600)
-    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    ends bit-identical to the uninterrupted run (that one ran as a command, these two in this
+    process; the CLI's ``--resume`` is the SIGKILL test's). (Checked to fail with the epoch
+    restarted from its first batch, and with the epoch's loss so far lost from the checkpoint.)"""
+    finetune(config(world, tmp_path, *RESUME_SETTINGS, "run.max_steps=3"), progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 3, 3)
-    resumed = subprocess.run(finetune_command(world, tmp_path, "--resume", str(tmp_path)), capture_output=True,
-                             text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    finetune(config(world, tmp_path, *RESUME_SETTINGS), resume=tmp_path, progress=False)
     assert_same_finetuning(straight, finished_run(tmp_path))
 
 
