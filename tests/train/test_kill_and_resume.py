@@ -15,6 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from medklip.config_utils import load_config
+from medklip.train.config import PretrainConfig
+from medklip.train.trainer import pretrain
 from tests.train.test_trainer import TINY
 
 STEPS = 24  # 4 epochs of 6 steps; a checkpoint every 2 steps
@@ -71,9 +74,12 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> tuple[Path, Path]:
+    """The uninterrupted run, in this process (the same settings as :func:`command`; a command
+    costs a process start, and the killed runs check the CLI)."""
     tmp = tmp_path_factory.mktemp("kill")
     run = tmp / "straight"
-    subprocess.run(command(tmp, run), check=True, capture_output=True, timeout=600)
+    sets = [*TINY, "optim.epochs=4", f"data.world_dir={tmp / 'world'}", f"run.output={run}"]
+    pretrain(load_config(PretrainConfig, None, sets), progress=False)
     return tmp, run
 
 
