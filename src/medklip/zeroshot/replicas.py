@@ -9,9 +9,9 @@ PNGs end to end at 1.79x the release's loop with ONNX Runtime (1.49x with PyTorc
 1.33x (1.27x) for one process (``benchmarks/speed.py``; docs/speed_run_cpu.txt). Probabilities are
 those of one thread (within 3e-7 of two threads').
 
-The processes are forked from a ``forkserver`` that imported torch and medklip once and never ran
-them (a fork of a process whose math libraries already run threads can hang; ``spawn`` where the
-platform has no forkserver), all at once when the :class:`ReplicaPool` is made; they hold the model's
+The processes are forked from a ``forkserver`` that imported torch and medklip once and ran no
+model (a fork of a process whose OpenMP threads already ran can hang; ``spawn`` where the platform
+has no forkserver), all at once when the :class:`ReplicaPool` is made; they hold the model's
 weights in shared memory and build their own backend (ONNX Runtime exports its graph in each, at
 its first batch). Batch k goes to process k mod N and comes back from it, so results are in input
 order and every process gets work from the first batches on.
@@ -105,9 +105,10 @@ def _serve(model: MedKLIP, backend_name: str, precision: str, threads: int, task
 
 def process_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
     """How model processes start: ``forkserver`` where the platform has it (one server process
-    imports torch and medklip once, then forks each model process from that state, in which no math
-    library has started a thread yet), else ``spawn`` (each process imports everything itself:
-    about 3 s of CPU per process on a 2-core machine)."""
+    imports torch and medklip once, then forks each model process from that state, in which torch
+    has run nothing, so no OpenMP thread exists; numpy's OpenBLAS restarts its one thread after a
+    fork), else ``spawn`` (each process imports everything itself: about 3 s of CPU per process on
+    a 2-core machine)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])  # no effect once the server runs: same list
