@@ -72,14 +72,19 @@ def cell_name(seed: int, machine: str, threads: int) -> str:
     return f"seed{seed}-{machine.replace(':', '_')}-t{threads}"
 
 
-def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, overrides: list[str]) -> dict:
-    folder = out / cell_name(seed, machine, threads)
+def cell_env(folder: Path, machine: str, threads: int) -> dict[str, str]:
+    """A cell's process environment: its kernel switches, threads and text-embedding cache."""
     # a text-embedding cache of the cell's own: the user's (~/.cache/medklip) holds embeddings that an
     # earlier run computed with other kernels, which a simulated machine would reuse (found on
     # 2026-12-06: the default:SSE41 cell with native-computed embeddings 0.860 seen AUC, make test
     # under the same switches with its own 0.813)
-    env = {**os.environ, **machine_env(machine), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "MEDKLIP_CACHE_DIR": str(folder / "text-cache")}
+    return {**os.environ, **machine_env(machine), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "MEDKLIP_CACHE_DIR": str(folder / "text-cache")}
+
+
+def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, overrides: list[str]) -> dict:
+    folder = out / cell_name(seed, machine, threads)
+    env = cell_env(folder, machine, threads)
     cmd = [sys.executable, "-m", "medklip", "demo", "-o", str(folder), "-q",
            "--set", f"data.world.seed={seed}", "--set", f"run.seed={seed}", *[a for o in overrides for a in ("--set", o)]]
     if quick:
@@ -97,18 +102,38 @@ def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, over
             "covid_margin": s["covid-19_auc_by_description"] - s["covid-19_auc_by_name"]}
 
 
-def rescore_cell(out: Path, row: dict) -> dict:
-    """A finished cell's trained model scored again by this checkout's zero-shot evaluation, as
-    ``medklip demo`` would score it now (the training is not rerun: the numbers change only where
-    the evaluation changed, e.g. covid-19's descriptions queried as an ensemble)."""
+def score_folder(folder: Path, test_images: int | None) -> dict:
+    """``medklip demo``'s summary of the model trained in a cell's ``folder``, scored by this
+    checkout's zero-shot evaluation on the cell's world, or on that world with ``test_images`` test
+    studies (each study is drawn from (seed, split, index) alone: the training and validation
+    studies and the first test studies are the cell's own, the others are new)."""
+    from medklip.data.synthetic import WorldConfig, generate_world
     from medklip.demo import demo_summary
     from medklip.zeroshot.benchmark import evaluate_dataset
 
+    world, scored = folder / "world", folder / "rescored"
+    if test_images is not None:
+        meta = json.loads((world / "world.json").read_text())
+        meta.pop("version")
+        world = generate_world(folder / f"world-test{test_images}", WorldConfig(**{**meta, "test": test_images}))
+        scored = folder / f"rescored-test{test_images}"
+    return demo_summary(evaluate_dataset("synthetic", world, folder / "pretrain" / "best", scored, split="test",
+                                         n_boot=200, n_overlays=0))
+
+
+def rescore_cell(out: Path, row: dict, test_images: int | None = None) -> dict:
+    """A finished cell's trained model scored again (:func:`score_folder`), as ``medklip demo``
+    would score it now, in a process with the cell's switches, threads and text cache (the
+    training is not rerun: the numbers change only where the evaluation or the test set changed)."""
     folder = out / cell_name(row["seed"], row["machine"], row["threads"])
-    m = evaluate_dataset("synthetic", folder / "world", folder / "pretrain" / "best", folder / "rescored",
-                         split="test", n_boot=200, n_overlays=0)
-    s = demo_summary(m)
-    return {**row, **{k: v for k, v in s.items() if not isinstance(v, dict)},
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import demo_matrix; "
+            "n = None if sys.argv[3] == 'None' else int(sys.argv[3]); "
+            "print(json.dumps(demo_matrix.score_folder(Path(sys.argv[2]), n)))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(folder), str(test_images)],
+                          env=cell_env(folder, row["machine"], row["threads"]), capture_output=True, text=True,
+                          check=True)
+    s = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**row, **{k: v for k, v in s.items() if not isinstance(v, dict)}, "test_images": test_images,
             "pointing_ratio": s["pointing_game"] / s["pointing_game_chance"],
             "covid_margin": s["covid-19_auc_by_description"] - s["covid-19_auc_by_name"]}
 
@@ -151,6 +176,9 @@ def main() -> None:
     p.add_argument("--rescore", action="store_true",
                    help="score the finished cells' models again with this checkout's evaluation (no training); "
                         "written to OUT/cells-rescored.jsonl")
+    p.add_argument("--test-images", type=int, default=None, metavar="N",
+                   help="with --rescore: score on the cell's world with N test studies (the cell's first ones "
+                        "and new ones); written to OUT/cells-rescored-testN.jsonl")
     p.add_argument("--table", action="store_true", help="print the table of the cells finished in OUT; run nothing")
     args = p.parse_args()
     out = Path(args.out)
@@ -160,11 +188,13 @@ def main() -> None:
     rows = [r for r in rows if "error" not in r]
     done = {(r["seed"], r["machine"], r["threads"]) for r in rows}
     if args.rescore:
-        rows = [rescore_cell(out, r) for r in rows]
-        (out / "cells-rescored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            rows = list(pool.map(lambda r: rescore_cell(out, r, args.test_images), rows))
+        suffix = "" if args.test_images is None else f"-test{args.test_images}"
+        (out / f"cells-rescored{suffix}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         text = table(rows, QUICK_BARS if args.quick else DEFAULT_BARS)
         print(text)
-        (out / "matrix-rescored.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+        (out / f"matrix-rescored{suffix}.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
         return
     # seed by seed, every machine for each: an interrupted matrix still covers every machine
     todo = [] if args.table else [(s, m, t) for t in sorted(args.threads, reverse=True) for s in args.seeds
