@@ -8,6 +8,7 @@ import json
 import os
 import select
 import socket
+import tempfile
 import threading
 import time
 
@@ -137,7 +138,12 @@ def test_a_stalled_upload_times_out(live) -> None:
     assert json.loads(answer.split("\r\n\r\n", 1)[1])["error"].startswith("the upload stalled")
 
 
-def test_stale_upload_folders_are_removed_at_start_up(minilm) -> None:
+def test_stale_upload_folders_are_removed_at_start_up(minilm, tmp_path, monkeypatch) -> None:
+    # the upload root lives in the temporary directory, shared by every run of the suite on this
+    # machine: this test gets its own, or two runs at once remove each other's folders (seen: two
+    # `make test` runs side by side, one failed here)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert upload_root().parent == tmp_path
     stale = upload_root() / "upload-left-by-a-crash"
     stale.mkdir(exist_ok=True)
     (stale / "upload.png").write_bytes(b"x")
