@@ -23,8 +23,13 @@ from tests.train.test_trainer import TINY
 STEPS = 24  # 4 epochs of 6 steps; a checkpoint every 2 steps
 
 
+def settings(tmp_path: Path, run: Path) -> list[str]:
+    """The run's settings, for the command and for the reference run in this process alike."""
+    return [*TINY, "optim.epochs=4", f"data.world_dir={tmp_path / 'world'}", f"run.output={run}"]
+
+
 def command(tmp_path: Path, run: Path, *extra: str) -> list[str]:
-    sets = [*TINY, "optim.epochs=4", f"data.world_dir={tmp_path / 'world'}", f"run.output={run}"]
+    sets = settings(tmp_path, run)
     return [sys.executable, "-m", "medklip", "pretrain", "-q", *[a for s in sets for a in ("--set", s)], *extra]
 
 
@@ -74,12 +79,11 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> tuple[Path, Path]:
-    """The uninterrupted run, in this process (the same settings as :func:`command`; a command
-    costs a process start, and the killed runs check the CLI)."""
+    """The uninterrupted run, in this process (:func:`settings`, as the commands; a command costs a
+    process start, and the killed runs check the CLI)."""
     tmp = tmp_path_factory.mktemp("kill")
     run = tmp / "straight"
-    sets = [*TINY, "optim.epochs=4", f"data.world_dir={tmp / 'world'}", f"run.output={run}"]
-    pretrain(load_config(PretrainConfig, None, sets), progress=False)
+    pretrain(load_config(PretrainConfig, None, settings(tmp, run)), progress=False)
     return tmp, run
 
 
