@@ -105,8 +105,9 @@ def run_cell(out: Path, seed: int, machine: str, threads: int, quick: bool, over
 def score_folder(folder: Path, test_images: int | None) -> dict:
     """``medklip demo``'s summary of the model trained in a cell's ``folder``, scored by this
     checkout's zero-shot evaluation on the cell's world, or on that world with ``test_images`` test
-    studies (each study is drawn from (seed, split, index) alone: the training and validation
-    studies and the first test studies are the cell's own, the others are new)."""
+    studies (each study is drawn from (seed, split, index) alone: the validation studies and the
+    first test studies are the cell's own, the others are new; the training studies, which
+    scoring does not read, are not drawn again)."""
     from medklip.data.synthetic import WorldConfig, generate_world
     from medklip.demo import demo_summary
     from medklip.zeroshot.benchmark import evaluate_dataset
@@ -115,7 +116,8 @@ def score_folder(folder: Path, test_images: int | None) -> dict:
     if test_images is not None:
         meta = json.loads((world / "world.json").read_text())
         meta.pop("version")
-        world = generate_world(folder / f"world-test{test_images}", WorldConfig(**{**meta, "test": test_images}))
+        world = generate_world(folder / f"world-test{test_images}",
+                               WorldConfig(**{**meta, "train": 0, "test": test_images}))
         scored = folder / f"rescored-test{test_images}"
     return demo_summary(evaluate_dataset("synthetic", world, folder / "pretrain" / "best", scored, split="test",
                                          n_boot=200, n_overlays=0))
